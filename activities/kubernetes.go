@@ -1,0 +1,608 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// ClientSource gives the Kubernetes client a step writes with.
+type ClientSource interface {
+	// ClientFor returns a client allowed to change ref's target, and a release
+	// function that must be called when the step ends, success or not (it
+	// revokes whatever credential the client holds).
+	ClientFor(ctx context.Context, ref remediation.StepRef) (kubernetes.Interface, func(context.Context) error, error)
+}
+
+// StaticClient is a ClientSource that writes with one fixed identity, the
+// worker's own (a kubeconfig). Production workers use Vault-minted,
+// per-step credentials instead.
+type StaticClient struct {
+	Client kubernetes.Interface
+}
+
+var _ ClientSource = StaticClient{}
+
+// ClientFor returns the fixed client; release does nothing.
+func (s StaticClient) ClientFor(context.Context, remediation.StepRef) (kubernetes.Interface, func(context.Context) error, error) {
+	return s.Client, func(context.Context) error { return nil }, nil
+}
+
+// Kubernetes holds the Kubernetes activities: observe a target, act on it,
+// verify the result, compensate.
+type Kubernetes struct {
+	// Reader reads targets with the worker's own (read-only) identity.
+	Reader kubernetes.Interface
+	// Writers give the identity each write uses.
+	Writers ClientSource
+	// PollInterval is how often Verify looks. Default 500ms.
+	PollInterval time.Duration
+}
+
+func (k *Kubernetes) pollInterval() time.Duration {
+	if k.PollInterval <= 0 {
+		return 500 * time.Millisecond
+	}
+	return k.PollInterval
+}
+
+// Observe captures the target's current state.
+func (k *Kubernetes) Observe(ctx context.Context, in remediation.ObserveInput) (remediation.ObserveResult, error) {
+	snap, err := observe(ctx, k.Reader, in.Step)
+	if err != nil {
+		return remediation.ObserveResult{}, err
+	}
+	if !snap.Exists {
+		return remediation.ObserveResult{}, final(remediation.ErrNotFound, "%s not found; check the plan's target", in.Step.Target)
+	}
+	return remediation.ObserveResult{Snapshot: snap}, nil
+}
+
+// observe reads the step's target; a missing object is a Snapshot with Exists false.
+func observe(ctx context.Context, c kubernetes.Interface, step remediation.Step) (remediation.Snapshot, error) {
+	t := step.Target
+	var (
+		snap remediation.Snapshot
+		err  error
+	)
+	switch t.Kind {
+	case remediation.KindDeployment:
+		var d *appsv1.Deployment
+		if d, err = c.AppsV1().Deployments(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{}); err == nil {
+			snap = deploymentSnapshot(d)
+			snap.PreviousImages, err = previousImages(ctx, c, d)
+		}
+	case remediation.KindStatefulSet:
+		var s *appsv1.StatefulSet
+		if s, err = c.AppsV1().StatefulSets(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{}); err == nil {
+			snap = podTemplateSnapshot(s.ObjectMeta, s.Spec.Template, s.Spec.Replicas)
+		}
+	case remediation.KindDaemonSet:
+		var d *appsv1.DaemonSet
+		if d, err = c.AppsV1().DaemonSets(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{}); err == nil {
+			snap = podTemplateSnapshot(d.ObjectMeta, d.Spec.Template, nil)
+		}
+	case remediation.KindNode:
+		var n *corev1.Node
+		if n, err = c.CoreV1().Nodes().Get(ctx, t.Name, metav1.GetOptions{}); err == nil {
+			snap = nodeSnapshot(n)
+		}
+	case remediation.KindPod:
+		var p *corev1.Pod
+		if p, err = c.CoreV1().Pods(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{}); err == nil {
+			snap = podSnapshot(p)
+			_, npErr := c.NetworkingV1().NetworkPolicies(t.Namespace).Get(ctx, quarantinePolicyName(t.Name), metav1.GetOptions{})
+			switch {
+			case npErr == nil:
+				snap.QuarantinePolicy = true
+			case !apierrors.IsNotFound(npErr):
+				err = npErr
+			}
+		}
+	default:
+		return snap, final(remediation.ErrInvalid, "%s: %v: %s", step.Action, errUnsupported, t.Kind)
+	}
+	if apierrors.IsNotFound(err) {
+		return remediation.Snapshot{Exists: false}, nil
+	}
+	if err != nil {
+		return snap, kubeError("read "+t.String(), err)
+	}
+	return snap, nil
+}
+
+func deploymentSnapshot(d *appsv1.Deployment) remediation.Snapshot {
+	return podTemplateSnapshot(d.ObjectMeta, d.Spec.Template, d.Spec.Replicas)
+}
+
+func podTemplateSnapshot(meta metav1.ObjectMeta, tmpl corev1.PodTemplateSpec, replicas *int32) remediation.Snapshot {
+	snap := remediation.Snapshot{
+		Exists:      true,
+		UID:         string(meta.UID),
+		Replicas:    copyInt32(replicas),
+		RestartedAt: tmpl.Annotations[remediation.RestartedAtAnnotation],
+		Labels:      meta.Labels,
+	}
+	for _, c := range tmpl.Spec.Containers {
+		snap.Images = append(snap.Images, remediation.ContainerImage{Container: c.Name, Image: c.Image})
+	}
+	return snap
+}
+
+func nodeSnapshot(n *corev1.Node) remediation.Snapshot {
+	u := n.Spec.Unschedulable
+	return remediation.Snapshot{Exists: true, UID: string(n.UID), Unschedulable: &u, Labels: n.Labels}
+}
+
+func podSnapshot(p *corev1.Pod) remediation.Snapshot {
+	return remediation.Snapshot{
+		Exists:     true,
+		UID:        string(p.UID),
+		Quarantine: p.Labels[remediation.QuarantineLabel],
+		Phase:      string(p.Status.Phase),
+		Labels:     p.Labels,
+	}
+}
+
+// previousImages lists the images of a Deployment's older ReplicaSets, newest first.
+func previousImages(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment) ([]string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	list, err := c.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	type rev struct {
+		n      int64
+		images []string
+	}
+	var revs []rev
+	current := d.Annotations["deployment.kubernetes.io/revision"]
+	for _, rs := range list.Items {
+		if !metav1.IsControlledBy(&rs, d) || rs.Annotations["deployment.kubernetes.io/revision"] == current {
+			continue
+		}
+		n, _ := strconv.ParseInt(rs.Annotations["deployment.kubernetes.io/revision"], 10, 64)
+		var imgs []string
+		for _, ctr := range rs.Spec.Template.Spec.Containers {
+			imgs = append(imgs, ctr.Image)
+		}
+		revs = append(revs, rev{n, imgs})
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].n > revs[j].n })
+	var out []string
+	for _, r := range revs {
+		for _, img := range r.images {
+			if !slices.Contains(out, img) {
+				out = append(out, img)
+			}
+		}
+	}
+	return out, nil
+}
+
+func copyInt32(p *int32) *int32 {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+// Execute acts on the step's target with the step's credential. Every write
+// is set-to-value (merge or strategic-merge patch, field manager "reins") and
+// stamps the reins annotations, so a retry writes the same thing again.
+func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
+	logger := activity.GetLogger(ctx)
+	c, release, err := k.Writers.ClientFor(ctx, in.StepRef)
+	if err != nil {
+		return remediation.ExecuteResult{}, fmt.Errorf("get a credential for step %d: %w", in.Index, err)
+	}
+	defer func() {
+		if err := release(context.WithoutCancel(ctx)); err != nil {
+			logger.Error("release step credential", "remediation", in.Remediation, "step", in.Index, "error", err)
+		}
+	}()
+
+	current, err := observe(ctx, c, in.Step)
+	if err != nil {
+		return remediation.ExecuteResult{}, err
+	}
+	if err := sameObject(in.Step, in.Before, current); err != nil {
+		// The pod is already gone: a retried delete did its work.
+		if in.Step.Action == remediation.ActionDeletePod && !current.Exists {
+			return remediation.ExecuteResult{Changed: true, After: current}, nil
+		}
+		return remediation.ExecuteResult{}, err
+	}
+	w := writer{c: c, ref: in.StepRef, dryRun: in.DryRun}
+	after, changed, err := w.apply(ctx, in.Before, in.At)
+	if err != nil {
+		return remediation.ExecuteResult{}, err
+	}
+	if !in.DryRun {
+		msg := fmt.Sprintf("%s (remediation %s step %d, requested by %s): %s", in.Step.Describe(), in.Remediation, in.Index, in.Requester, in.Step.Justification)
+		if err := w.event(ctx, in.Before.UID, EventReasonApplied, msg); err != nil {
+			return remediation.ExecuteResult{}, err
+		}
+	}
+	logger.Info("step applied", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "changed", changed, "dry_run", in.DryRun)
+	return remediation.ExecuteResult{Changed: changed, After: after}, nil
+}
+
+// sameObject refuses to act when the target is not the object observed before.
+func sameObject(step remediation.Step, before, current remediation.Snapshot) error {
+	if !current.Exists {
+		return final(remediation.ErrNotFound, "%s no longer exists", step.Target)
+	}
+	if before.UID != "" && current.UID != before.UID {
+		return final(remediation.ErrTargetChanged, "%s was replaced (uid %s, observed %s); refusing to act on a different object", step.Target, current.UID, before.UID)
+	}
+	return nil
+}
+
+// Compensate sets the target back to its state before the step. A target that
+// is gone needs no undo; a target replaced by a namesake is never touched.
+func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateInput) (remediation.CompensateResult, error) {
+	logger := activity.GetLogger(ctx)
+	if in.Step.Action.Irreversible() {
+		return remediation.CompensateResult{}, final(remediation.ErrInvalid, "%s is irreversible and has no compensation", in.Step.Action)
+	}
+	c, release, err := k.Writers.ClientFor(ctx, in.StepRef)
+	if err != nil {
+		return remediation.CompensateResult{}, fmt.Errorf("get a credential to undo step %d: %w", in.Index, err)
+	}
+	defer func() {
+		if err := release(context.WithoutCancel(ctx)); err != nil {
+			logger.Error("release compensation credential", "remediation", in.Remediation, "step", in.Index, "error", err)
+		}
+	}()
+	current, err := observe(ctx, c, in.Step)
+	if err != nil {
+		return remediation.CompensateResult{}, err
+	}
+	if !current.Exists {
+		return remediation.CompensateResult{Summary: in.Step.Target.String() + " is gone; nothing to undo"}, nil
+	}
+	if err := sameObject(in.Step, in.Before, current); err != nil {
+		return remediation.CompensateResult{}, err
+	}
+	w := writer{c: c, ref: in.StepRef, dryRun: in.DryRun}
+	changed, err := w.restore(ctx, in.Before, current)
+	if err != nil {
+		return remediation.CompensateResult{}, err
+	}
+	summary := "already as before; nothing to undo"
+	if changed {
+		summary = remediation.DescribeCompensation(in.Step, in.Before)
+		if !in.DryRun {
+			msg := fmt.Sprintf("undo of %s (remediation %s step %d): %s", in.Step.Describe(), in.Remediation, in.Index, summary)
+			if err := w.event(ctx, in.Before.UID, EventReasonCompensated, msg); err != nil {
+				return remediation.CompensateResult{}, err
+			}
+		}
+	}
+	logger.Info("step compensated", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "changed", changed)
+	return remediation.CompensateResult{Changed: changed, Summary: summary}, nil
+}
+
+// writer makes one step's writes.
+type writer struct {
+	c      kubernetes.Interface
+	ref    remediation.StepRef
+	dryRun bool
+}
+
+func (w writer) patchOptions() metav1.PatchOptions {
+	o := metav1.PatchOptions{FieldManager: remediation.FieldManager}
+	if w.dryRun {
+		o.DryRun = []string{metav1.DryRunAll}
+	}
+	return o
+}
+
+func (w writer) createOptions() metav1.CreateOptions {
+	o := metav1.CreateOptions{FieldManager: remediation.FieldManager}
+	if w.dryRun {
+		o.DryRun = []string{metav1.DryRunAll}
+	}
+	return o
+}
+
+func (w writer) annotations() map[string]any {
+	out := map[string]any{}
+	for k, v := range stepAnnotations(w.ref) {
+		out[k] = v
+	}
+	return out
+}
+
+// apply makes the step's change and returns the state after it.
+func (w writer) apply(ctx context.Context, before remediation.Snapshot, at time.Time) (remediation.Snapshot, bool, error) {
+	s := w.ref.Step
+	meta := map[string]any{"annotations": w.annotations()}
+	switch s.Action {
+	case remediation.ActionScale:
+		want := *s.Params.Replicas
+		changed := before.Replicas == nil || *before.Replicas != want
+		patch := map[string]any{"metadata": meta, "spec": map[string]any{"replicas": want}}
+		after, err := w.patchWorkload(ctx, types.MergePatchType, patch)
+		return after, changed, err
+	case remediation.ActionSetImage:
+		old, ok := before.Image(s.Params.Container)
+		if !ok {
+			return remediation.Snapshot{}, false, final(remediation.ErrInvalid, "%s has no container %q (containers: %s)", s.Target, s.Params.Container, containerNames(before))
+		}
+		patch := map[string]any{"metadata": meta, "spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": s.Params.Container, "image": s.Params.Image}}}}}}
+		after, err := w.patchWorkload(ctx, types.StrategicMergePatchType, patch)
+		return after, old != s.Params.Image, err
+	case remediation.ActionRolloutRestart:
+		stamp := at.UTC().Format(time.RFC3339)
+		patch := map[string]any{"metadata": meta, "spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
+			"annotations": map[string]any{remediation.RestartedAtAnnotation: stamp}}}}}
+		after, err := w.patchWorkload(ctx, types.StrategicMergePatchType, patch)
+		return after, before.RestartedAt != stamp, err
+	case remediation.ActionCordon, remediation.ActionUncordon:
+		want := s.Action == remediation.ActionCordon
+		after, err := w.patchNode(ctx, map[string]any{"metadata": meta, "spec": map[string]any{"unschedulable": want}})
+		return after, before.Unschedulable == nil || *before.Unschedulable != want, err
+	case remediation.ActionQuarantinePod:
+		return w.quarantine(ctx, before, meta)
+	case remediation.ActionDeletePod:
+		return w.deletePod(ctx, before)
+	}
+	return remediation.Snapshot{}, false, final(remediation.ErrInvalid, "%s: %v", s.Action, errUnsupported)
+}
+
+// restore sets the target back to before; it writes only what differs.
+func (w writer) restore(ctx context.Context, before, current remediation.Snapshot) (bool, error) {
+	s := w.ref.Step
+	meta := map[string]any{"annotations": w.annotations()}
+	switch s.Action {
+	case remediation.ActionScale:
+		if before.Replicas == nil || (current.Replicas != nil && *current.Replicas == *before.Replicas) {
+			return false, nil
+		}
+		_, err := w.patchWorkload(ctx, types.MergePatchType, map[string]any{"metadata": meta, "spec": map[string]any{"replicas": *before.Replicas}})
+		return err == nil, err
+	case remediation.ActionSetImage:
+		old, ok := before.Image(s.Params.Container)
+		now, _ := current.Image(s.Params.Container)
+		if !ok || now == old {
+			return false, nil
+		}
+		_, err := w.patchWorkload(ctx, types.StrategicMergePatchType, map[string]any{"metadata": meta, "spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": s.Params.Container, "image": old}}}}}})
+		return err == nil, err
+	case remediation.ActionRolloutRestart:
+		if current.RestartedAt == before.RestartedAt {
+			return false, nil
+		}
+		var stamp any // nil removes the annotation
+		if before.RestartedAt != "" {
+			stamp = before.RestartedAt
+		}
+		_, err := w.patchWorkload(ctx, types.StrategicMergePatchType, map[string]any{"metadata": meta, "spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
+			"annotations": map[string]any{remediation.RestartedAtAnnotation: stamp}}}}})
+		return err == nil, err
+	case remediation.ActionCordon, remediation.ActionUncordon:
+		if before.Unschedulable == nil || (current.Unschedulable != nil && *current.Unschedulable == *before.Unschedulable) {
+			return false, nil
+		}
+		_, err := w.patchNode(ctx, map[string]any{"metadata": meta, "spec": map[string]any{"unschedulable": *before.Unschedulable}})
+		return err == nil, err
+	case remediation.ActionQuarantinePod:
+		changed := false
+		if current.Quarantine != before.Quarantine {
+			var label any // nil removes the label
+			if before.Quarantine != "" {
+				label = before.Quarantine
+			}
+			patch := map[string]any{"metadata": map[string]any{"annotations": w.annotations(), "labels": map[string]any{remediation.QuarantineLabel: label}}}
+			if _, err := w.patchPod(ctx, patch); err != nil {
+				return false, err
+			}
+			changed = true
+		}
+		if current.QuarantinePolicy && !before.QuarantinePolicy {
+			err := w.c.NetworkingV1().NetworkPolicies(s.Target.Namespace).Delete(ctx, quarantinePolicyName(s.Target.Name), w.deleteOptions(""))
+			if err != nil && !apierrors.IsNotFound(err) {
+				return changed, kubeError("delete quarantine NetworkPolicy of "+s.Target.String(), err)
+			}
+			changed = true
+		}
+		return changed, nil
+	}
+	return false, final(remediation.ErrInvalid, "%s has no compensation", s.Action)
+}
+
+func (w writer) deleteOptions(uid string) metav1.DeleteOptions {
+	o := metav1.DeleteOptions{}
+	if uid != "" {
+		u := types.UID(uid)
+		o.Preconditions = &metav1.Preconditions{UID: &u}
+	}
+	if w.dryRun {
+		o.DryRun = []string{metav1.DryRunAll}
+	}
+	return o
+}
+
+func (w writer) patchWorkload(ctx context.Context, pt types.PatchType, patch map[string]any) (remediation.Snapshot, error) {
+	t := w.ref.Step.Target
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return remediation.Snapshot{}, fmt.Errorf("encode patch: %w", err)
+	}
+	op := "patch " + t.String()
+	switch t.Kind {
+	case remediation.KindDeployment:
+		d, err := w.c.AppsV1().Deployments(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
+		if err != nil {
+			return remediation.Snapshot{}, kubeError(op, err)
+		}
+		return deploymentSnapshot(d), nil
+	case remediation.KindStatefulSet:
+		s, err := w.c.AppsV1().StatefulSets(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
+		if err != nil {
+			return remediation.Snapshot{}, kubeError(op, err)
+		}
+		return podTemplateSnapshot(s.ObjectMeta, s.Spec.Template, s.Spec.Replicas), nil
+	case remediation.KindDaemonSet:
+		d, err := w.c.AppsV1().DaemonSets(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
+		if err != nil {
+			return remediation.Snapshot{}, kubeError(op, err)
+		}
+		return podTemplateSnapshot(d.ObjectMeta, d.Spec.Template, nil), nil
+	}
+	return remediation.Snapshot{}, final(remediation.ErrInvalid, "%s: %v: %s", w.ref.Step.Action, errUnsupported, t.Kind)
+}
+
+func (w writer) patchNode(ctx context.Context, patch map[string]any) (remediation.Snapshot, error) {
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return remediation.Snapshot{}, fmt.Errorf("encode patch: %w", err)
+	}
+	n, err := w.c.CoreV1().Nodes().Patch(ctx, w.ref.Step.Target.Name, types.MergePatchType, data, w.patchOptions())
+	if err != nil {
+		return remediation.Snapshot{}, kubeError("patch "+w.ref.Step.Target.String(), err)
+	}
+	return nodeSnapshot(n), nil
+}
+
+func (w writer) patchPod(ctx context.Context, patch map[string]any) (remediation.Snapshot, error) {
+	t := w.ref.Step.Target
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return remediation.Snapshot{}, fmt.Errorf("encode patch: %w", err)
+	}
+	p, err := w.c.CoreV1().Pods(t.Namespace).Patch(ctx, t.Name, types.MergePatchType, data, w.patchOptions())
+	if err != nil {
+		return remediation.Snapshot{}, kubeError("patch "+t.String(), err)
+	}
+	return podSnapshot(p), nil
+}
+
+// quarantine labels the pod with its own UID and applies a deny-all
+// NetworkPolicy selecting exactly that label.
+func (w writer) quarantine(ctx context.Context, before remediation.Snapshot, meta map[string]any) (remediation.Snapshot, bool, error) {
+	t := w.ref.Step.Target
+	value := before.UID
+	meta["labels"] = map[string]any{remediation.QuarantineLabel: value}
+	after, err := w.patchPod(ctx, map[string]any{"metadata": meta})
+	if err != nil {
+		return remediation.Snapshot{}, false, err
+	}
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        quarantinePolicyName(t.Name),
+			Namespace:   t.Namespace,
+			Labels:      map[string]string{"app.kubernetes.io/managed-by": "reins"},
+			Annotations: stepAnnotations(w.ref),
+		},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{remediation.QuarantineLabel: value}},
+			// Both directions listed with no rules: all traffic denied.
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		},
+	}
+	_, err = w.c.NetworkingV1().NetworkPolicies(t.Namespace).Create(ctx, np, w.createOptions())
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return remediation.Snapshot{}, false, kubeError("create quarantine NetworkPolicy for "+t.String(), err)
+	}
+	after.QuarantinePolicy = true
+	return after, before.Quarantine != value || !before.QuarantinePolicy, nil
+}
+
+func (w writer) deletePod(ctx context.Context, before remediation.Snapshot) (remediation.Snapshot, bool, error) {
+	t := w.ref.Step.Target
+	err := w.c.CoreV1().Pods(t.Namespace).Delete(ctx, t.Name, w.deleteOptions(before.UID))
+	if apierrors.IsNotFound(err) {
+		return remediation.Snapshot{}, false, nil
+	}
+	if err != nil {
+		return remediation.Snapshot{}, false, kubeError("delete "+t.String(), err)
+	}
+	return remediation.Snapshot{}, true, nil
+}
+
+// event records the change as a Kubernetes Event on the target, so that
+// kubectl describe shows who changed it and why. Its name is derived from the
+// remediation, step and reason, so a retried activity does not add a second one.
+func (w writer) event(ctx context.Context, uid, reason, message string) error {
+	t := w.ref.Step.Target
+	ns := t.Namespace
+	apiVersion := "apps/v1"
+	switch t.Kind {
+	case remediation.KindNode:
+		ns, apiVersion = metav1.NamespaceDefault, "v1"
+	case remediation.KindPod:
+		apiVersion = "v1"
+	}
+	sum := sha256.Sum256([]byte(w.ref.Remediation + "\x00" + strconv.Itoa(w.ref.Index) + "\x00" + reason))
+	now := metav1.NewTime(time.Now())
+	if len(message) > 1000 {
+		message = message[:1000]
+	}
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: t.Name + ".reins-" + hex.EncodeToString(sum[:6]), Namespace: ns, Annotations: stepAnnotations(w.ref)},
+		InvolvedObject: corev1.ObjectReference{
+			Kind: t.Kind, Namespace: t.Namespace, Name: t.Name, UID: types.UID(uid), APIVersion: apiVersion,
+		},
+		Reason:              reason,
+		Message:             message,
+		Type:                corev1.EventTypeNormal,
+		Source:              corev1.EventSource{Component: "reins"},
+		ReportingController: "reins.dev/reins",
+		ReportingInstance:   "reins-worker",
+		Action:              string(w.ref.Step.Action),
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+	}
+	_, err := w.c.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{FieldManager: remediation.FieldManager})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return kubeError("record event on "+t.String(), err)
+	}
+	return nil
+}
+
+func quarantinePolicyName(pod string) string {
+	name := "reins-quarantine-" + pod
+	if len(name) > 253 {
+		name = name[:253]
+	}
+	return name
+}
+
+func containerNames(s remediation.Snapshot) string {
+	names := ""
+	for i, c := range s.Images {
+		if i > 0 {
+			names += ", "
+		}
+		names += c.Container
+	}
+	return names
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	sdkclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reins-dev/reins/devstack"
+	"github.com/reins-dev/reins/examples"
+	"github.com/reins-dev/reins/remediation"
+	"github.com/reins-dev/reins/workers"
+	"github.com/reins-dev/reins/workflows"
+)
+
+type devOptions struct {
+	dir          string
+	temporalPort int
+	uiPort       int
+	exit         bool
+	approve      bool
+}
+
+func newDevCmd(g *globals) *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the local stack (Temporal with its UI, a Kubernetes API with simulated nodes, a worker) and a demo remediation",
+		Long: `Run the local stack and a demo remediation end to end:
+  - a Temporal dev server with its UI and reins' search attributes;
+  - a real Kubernetes control plane (etcd, kube-apiserver, controller-manager,
+    scheduler) with kwok's simulated nodes, so rollouts really complete;
+  - a reins worker;
+then roll out shop/checkout (v2.3.0, then v2.3.1) and run the sample plan
+examples/checkout-rollback.json as the agent "sre-agent": roll back to v2.3.0
+(production set-image: one co-signer, given as "oncall-dev" unless
+--approve=false) and scale 3 → 6. It keeps running until interrupted, so you
+can look at the Temporal UI and drive more remediations with the CLI
+(the exports it prints point the CLI at it); --exit stops after the demo.
+The tools come from scripts/setup.sh.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), g.logger(), o, cmd.OutOrStdout()) },
+	}
+	cmd.Flags().StringVar(&o.dir, "dir", "", "state folder (default: <user cache>/reins/dev)")
+	cmd.Flags().IntVar(&o.temporalPort, "temporal-port", 7233, "Temporal frontend port on 127.0.0.1")
+	cmd.Flags().IntVar(&o.uiPort, "ui-port", 8233, "Temporal UI port on 127.0.0.1")
+	cmd.Flags().BoolVar(&o.exit, "exit", false, "stop everything once the demo remediation ended")
+	cmd.Flags().BoolVar(&o.approve, "approve", true, "co-sign the demo's critical step as oncall-dev (false: do it yourself with reins approve)")
+	return cmd
+}
+
+func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Writer) error {
+	if o.dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("find a state folder (give --dir): %w", err)
+		}
+		o.dir = filepath.Join(cache, "reins", "dev")
+	}
+	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", o.dir, err)
+	}
+	// Workflows of an earlier run would refer to a cluster that is gone.
+	if err := os.RemoveAll(filepath.Join(o.dir, "temporal")); err != nil {
+		return fmt.Errorf("clear %s: %w", o.dir, err)
+	}
+	started := time.Now()
+
+	attrs := map[string]string{}
+	for _, a := range workflows.SearchAttributes() {
+		name, typ, _ := strings.Cut(a, "=")
+		attrs[name] = typ
+	}
+	tmp, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
+		Dir: filepath.Join(o.dir, "temporal"), Port: o.temporalPort, UI: true, UIPort: o.uiPort,
+		SearchAttributes: attrs, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer tmp.Stop()
+	kube, err := devstack.StartKube(ctx, devstack.KubeOptions{Dir: filepath.Join(o.dir, "kube"), Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer kube.Stop()
+	kc, err := kubernetes.NewForConfig(kube.Config)
+	if err != nil {
+		return fmt.Errorf("build Kubernetes client: %w", err)
+	}
+
+	cfg, cfgPath, err := writeDevConfig(o.dir, kube.KubeconfigPath, tmp.UIURL)
+	if err != nil {
+		return err
+	}
+	c, err := sdkclient.DialContext(ctx, sdkclient.Options{HostPort: tmp.Address, Namespace: tmp.Namespace, Logger: log.NewStructuredLogger(logger)})
+	if err != nil {
+		return fmt.Errorf("connect to the dev Temporal server: %w", err)
+	}
+	defer c.Close()
+	w, err := workers.NewWorker(cfg, c, kc, logger)
+	if err != nil {
+		return err
+	}
+	wctx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(wctx) }()
+	defer func() { stopWorker(); <-workerDone }()
+	logger.Info("stack up", "took", time.Since(started).Round(time.Millisecond))
+
+	fmt.Fprintf(out, "\nreins dev is up (state in %s). In another shell:\n", o.dir)
+	fmt.Fprintf(out, "  export TEMPORAL_ADDRESS=%s KUBECONFIG=%s REINS_CONFIG=%s\n", tmp.Address, kube.KubeconfigPath, cfgPath)
+	fmt.Fprintf(out, "  Temporal UI: %s\n\n", tmp.UIURL)
+
+	if err := demo(ctx, logger, o, cfg, c, tmp.Namespace, kc, out); err != nil {
+		return err
+	}
+	if o.exit {
+		return nil
+	}
+	fmt.Fprintf(out, "\nStill running: Temporal UI %s; Ctrl-C to stop.\n", tmp.UIURL)
+	<-ctx.Done()
+	return nil
+}
+
+// writeDevConfig makes a signing key and the config the CLI and worker share.
+func writeDevConfig(dir, kubeconfig, ui string) (workers.Config, string, error) {
+	keyFile := filepath.Join(dir, "approval.key")
+	pub, err := writeSigningKey(keyFile)
+	if err != nil {
+		return workers.Config{}, "", err
+	}
+	cfg := workers.DefaultConfig()
+	cfg.Kubeconfig = kubeconfig
+	cfg.TemporalUI = ui
+	cfg.Approvals = workers.ApprovalConfig{
+		TrustedKeys:    map[string]string{"dev": base64.StdEncoding.EncodeToString(pub)},
+		SigningKeyFile: keyFile,
+		SigningKeyID:   "dev",
+	}
+	cfg.Identity = workers.Identity{Name: "oncall-dev", Groups: []string{"oncall-sre", "sre-leads"}}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return cfg, "", fmt.Errorf("encode dev config: %w", err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return cfg, "", fmt.Errorf("write dev config: %w", err)
+	}
+	return cfg, path, nil
+}
+
+// demo rolls out the sample workload and runs the sample plan on it.
+func demo(ctx context.Context, logger *slog.Logger, o devOptions, cfg workers.Config, c sdkclient.Client, namespace string, kc kubernetes.Interface, out io.Writer) error {
+	fmt.Fprintf(out, "demo: rolling out %s/%s with %s, then %s (3 replicas)\n", devstack.SampleNamespace, devstack.SampleName, devstack.SampleGoodImage, devstack.SampleBadImage)
+	if err := devstack.CreateSample(ctx, kc); err != nil {
+		return err
+	}
+	plan, err := remediation.DecodeBytes(examples.CheckoutRollback)
+	if err != nil {
+		return err
+	}
+	plan.Requester = remediation.Requester{Kind: remediation.RequesterAgent, Name: "sre-agent"}
+	startedAt := time.Now()
+	run, _, err := workflows.Start(ctx, c, cfg.TaskQueue, workflows.RemediationInput{Plan: plan, Options: remediationOptions(cfg)})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "demo: agent sre-agent proposed examples/checkout-rollback.json; remediation %s started\n", run.GetID())
+	fmt.Fprintf(out, "      %s/namespaces/%s/workflows/%s\n", strings.TrimRight(cfg.TemporalUI, "/"), namespace, run.GetID())
+
+	if o.approve {
+		if err := demoApprove(ctx, cfg, c, run.GetID(), out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "demo: step 0 needs a co-signer: reins approve %s --step 0\n", run.GetID())
+	}
+	st, err := workflows.Result(ctx, run)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "demo: remediation ended %s after %s\n", st.State, time.Since(startedAt).Round(time.Millisecond))
+	if err := printStatus(out, st, "text"); err != nil {
+		return err
+	}
+	d, err := kc.AppsV1().Deployments(devstack.SampleNamespace).Get(ctx, devstack.SampleName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read back %s/%s: %w", devstack.SampleNamespace, devstack.SampleName, err)
+	}
+	fmt.Fprintf(out, "demo: %s/%s now runs %s with %d/%d replicas available (annotated %s=%s)\n",
+		d.Namespace, d.Name, d.Spec.Template.Spec.Containers[0].Image, d.Status.AvailableReplicas, *d.Spec.Replicas,
+		remediation.AnnotationRemediation, d.Annotations[remediation.AnnotationRemediation])
+	if st.State != remediation.StateCompleted {
+		return &exitCode{exitNotCompleted, fmt.Errorf("demo remediation ended %s: %s", st.State, st.Reason)}
+	}
+	logger.Debug("demo done")
+	return nil
+}
+
+// demoApprove waits for the step that needs co-signing and approves it as
+// the dev on-call identity, exactly as `reins approve` would.
+func demoApprove(ctx context.Context, cfg workers.Config, c sdkclient.Client, id string, out io.Writer) error {
+	key, err := cfg.Approvals.SigningKey()
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(2 * time.Minute)
+	for {
+		st, err := workflows.GetStatus(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		if st.State != remediation.StateRunning {
+			return nil
+		}
+		for i, s := range st.Steps {
+			if s.State != remediation.StepAwaitingApproval {
+				continue
+			}
+			a, err := approvalFor(st, i, cfg.Identity, remediation.VerdictApprove, "demo: approved by reins dev")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "demo: step %d (%s) needs %d co-signer(s) from %s: %s\n", i, s.Description, s.Decision.Approvers, s.Decision.Group, strings.Join(s.Decision.Reasons, "; "))
+			fmt.Fprintf(out, "demo: approving as %s (what `reins approve %s --step %d` does)\n", cfg.Identity.Name, id, i)
+			return workflows.Approve(ctx, c, a.Sign(cfg.Approvals.SigningKeyID, key))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return errors.New("demo: no step asked for co-signature within 2 minutes")
+		case <-tick.C:
+		}
+	}
+}

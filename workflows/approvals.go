@@ -1,0 +1,107 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// awaitApprovals waits for the co-signatures decision asks for on step i.
+// Each approval signal is checked by a local activity (gateway signature,
+// remediation, step digest, group, not the requester, not already counted);
+// the check and its reason are recorded in history. A counted deny, or no
+// quorum by the timeout, denies the step. After the escalation time the
+// escalation group may co-sign too.
+func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.Decision) error {
+	st := &r.status.Steps[i]
+	st.State = remediation.StepAwaitingApproval
+	logger := workflow.GetLogger(ctx)
+
+	escalateAfter, timeout := r.opts.EscalateAfter, r.opts.ApprovalTimeout
+	if decision.EscalateAfterSeconds > 0 {
+		escalateAfter = time.Duration(decision.EscalateAfterSeconds) * time.Second
+	}
+	if decision.TimeoutSeconds > 0 {
+		timeout = time.Duration(decision.TimeoutSeconds) * time.Second
+	}
+	rule := remediation.ApprovalRule{
+		Remediation: r.status.ID,
+		StepDigest:  st.Digest,
+		Requester:   r.plan.Requester,
+		Groups:      []string{decision.Group},
+	}
+
+	// Approvals that arrived while nothing was awaiting co-signature never count.
+	for {
+		var stale remediation.Approval
+		if !r.approvals.ReceiveAsync(&stale) {
+			break
+		}
+		st.Approvals = append(st.Approvals, ApprovalRecord{Approver: stale.Approver, Group: stale.Group, Verdict: stale.Verdict,
+			Reason: "arrived before this step asked for co-signature"})
+	}
+
+	timerCtx, cancelTimers := workflow.WithCancel(ctx)
+	defer cancelTimers()
+	escalation := workflow.NewTimer(timerCtx, escalateAfter)
+	deadline := workflow.NewTimer(timerCtx, timeout)
+	escalated, timedOut := false, false
+
+	for len(rule.Counted) < decision.Approvers {
+		var a remediation.Approval
+		got := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(r.approvals, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &a); got = true })
+		if !escalated {
+			sel.AddFuture(escalation, func(workflow.Future) { escalated = true })
+		}
+		sel.AddFuture(deadline, func(workflow.Future) { timedOut = true })
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		sel.Select(ctx)
+
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case timedOut:
+			st.State = remediation.StepDenied
+			return &stepError{remediation.StateDenied, fmt.Sprintf("step %d (%s) denied: %d of %d co-signatures within %s",
+				i, st.Description, len(rule.Counted), decision.Approvers, timeout)}
+		case !got:
+			// Escalated: the escalation group may co-sign from now on.
+			st.Escalated = true
+			if decision.EscalationGroup != "" {
+				rule.Groups = append(rule.Groups, decision.EscalationGroup)
+			}
+			logger.Warn("co-signature escalated", "remediation", r.status.ID, "step", i, "group", decision.EscalationGroup)
+			continue
+		}
+
+		var check remediation.CheckApprovalResult
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry(3)})
+		if err := workflow.ExecuteLocalActivity(lctx, remediation.ActivityCheckApproval,
+			remediation.CheckApprovalInput{Approval: a, Rule: rule}).Get(ctx, &check); err != nil {
+			check = remediation.CheckApprovalResult{Reason: "approval check failed, so it does not count: " + errorMessage(err)}
+		}
+		rec := ApprovalRecord{Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, Comment: a.Comment, Counted: check.Accepted, Reason: check.Reason}
+		st.Approvals = append(st.Approvals, rec)
+		if !check.Accepted {
+			logger.Warn("approval rejected", "remediation", r.status.ID, "step", i, "approver", a.Approver.ID, "reason", check.Reason)
+			continue
+		}
+		if a.Verdict == remediation.VerdictDeny {
+			st.State = remediation.StepDenied
+			reason := fmt.Sprintf("step %d (%s) denied by %s", i, st.Description, a.Approver.ID)
+			if a.Comment != "" {
+				reason += ": " + a.Comment
+			}
+			return &stepError{remediation.StateDenied, reason}
+		}
+		rule.Counted = append(rule.Counted, a.Approver.ID)
+		logger.Info("approval counted", "remediation", r.status.ID, "step", i, "approver", a.Approver.ID,
+			"counted", len(rule.Counted), "needed", decision.Approvers)
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	sdkclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// Client-side helpers: how the CLI, the gateway and tests drive a
+// remediation. They live beside the signal and query names they use.
+
+// Start validates the plan and starts its remediation on taskQueue. The
+// workflow ID is plan.WorkflowID(): a plan for an incident that already has a
+// running remediation joins it (joined is true) instead of starting another.
+// A plan that fails validation starts nothing.
+func Start(ctx context.Context, c sdkclient.Client, taskQueue string, in RemediationInput) (run sdkclient.WorkflowRun, joined bool, err error) {
+	if err := in.Plan.Validate(); err != nil {
+		return nil, false, err
+	}
+	summary := in.Plan.Explanation
+	if len(summary) > 200 {
+		summary = summary[:197] + "..."
+	}
+	opts := sdkclient.StartWorkflowOptions{
+		ID:                       in.Plan.WorkflowID(),
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            fmt.Sprintf("%s in %s, requested by %s: %s", in.Plan.Incident.Fingerprint, in.Plan.Environment, in.Plan.Requester, summary),
+	}
+	// Whether a remediation of this ID is already running; informational only:
+	// the conflict policy is what makes a racing duplicate join.
+	if desc, err := c.DescribeWorkflowExecution(ctx, opts.ID, ""); err == nil {
+		joined = desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	}
+	run, err = c.ExecuteWorkflow(ctx, opts, RemediationWorkflowName, in)
+	if err != nil {
+		return nil, false, fmt.Errorf("start remediation %s: %w", opts.ID, err)
+	}
+	return run, joined, nil
+}
+
+// Result waits for the remediation to end and returns its final Status. err
+// is nil for every ending the workflow itself reports (Completed or not: see
+// Status.State); it is set only when the status cannot be had.
+func Result(ctx context.Context, run sdkclient.WorkflowRun) (Status, error) {
+	var st Status
+	err := run.Get(ctx, &st)
+	if err == nil {
+		return st, nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() {
+		if derr := appErr.Details(&st); derr == nil {
+			return st, nil
+		}
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) && canceled.HasDetails() {
+		if derr := canceled.Details(&st); derr == nil {
+			return st, nil
+		}
+	}
+	return st, fmt.Errorf("remediation %s: %w", run.GetID(), err)
+}
+
+// GetStatus queries the remediation's current status (running or closed; a
+// closed one needs a worker to answer).
+func GetStatus(ctx context.Context, c sdkclient.Client, id string) (Status, error) {
+	v, err := c.QueryWorkflow(ctx, id, "", QueryStatus)
+	if err != nil {
+		return Status{}, fmt.Errorf("query status of %s: %w", id, err)
+	}
+	var st Status
+	if err := v.Get(&st); err != nil {
+		return Status{}, fmt.Errorf("decode status of %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// Abort asks a running remediation to stop and undo its steps.
+func Abort(ctx context.Context, c sdkclient.Client, id string, sig AbortSignal) error {
+	if err := c.SignalWorkflow(ctx, id, "", SignalAbort, sig); err != nil {
+		return fmt.Errorf("abort %s: %w", id, err)
+	}
+	return nil
+}
+
+// Approve sends a signed approval to the remediation.
+func Approve(ctx context.Context, c sdkclient.Client, a remediation.Approval) error {
+	if err := c.SignalWorkflow(ctx, a.Remediation, "", SignalApproval, a); err != nil {
+		return fmt.Errorf("send approval to %s: %w", a.Remediation, err)
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// Defaults for RemediationOptions.
+const (
+	DefaultVerifyTimeout   = 5 * time.Minute
+	DefaultEscalateAfter   = 15 * time.Minute
+	DefaultApprovalTimeout = 60 * time.Minute
+)
+
+// RemediationOptions tune one remediation; the starter sets them from config.
+type RemediationOptions struct {
+	// VerifyTimeout bounds each step's verification. Default DefaultVerifyTimeout.
+	VerifyTimeout time.Duration `json:"verify_timeout,omitempty"`
+	// EscalateAfter and ApprovalTimeout bound the wait for co-signers when the
+	// policy does not set them. Defaults DefaultEscalateAfter, DefaultApprovalTimeout.
+	EscalateAfter   time.Duration `json:"escalate_after,omitempty"`
+	ApprovalTimeout time.Duration `json:"approval_timeout,omitempty"`
+}
+
+func (o RemediationOptions) withDefaults() RemediationOptions {
+	if o.VerifyTimeout <= 0 {
+		o.VerifyTimeout = DefaultVerifyTimeout
+	}
+	if o.EscalateAfter <= 0 {
+		o.EscalateAfter = DefaultEscalateAfter
+	}
+	if o.ApprovalTimeout <= 0 {
+		o.ApprovalTimeout = DefaultApprovalTimeout
+	}
+	return o
+}
+
+// Remediation runs a plan step by step: policy decision, co-signature when the
+// policy asks for it, before-state capture, compensation pushed, action,
+// verification. On a denial, failure, abort or cancellation it runs the
+// compensations of the steps so far last-in-first-out on a disconnected
+// context. It returns the final Status; when the remediation did not complete
+// it fails with an application error whose type is the final State and whose
+// details are the Status.
+func Remediation(ctx workflow.Context, in RemediationInput) (Status, error) {
+	r := newRun(ctx, in)
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.snapshot(), nil }); err != nil {
+		return r.status, fmt.Errorf("register status query: %w", err)
+	}
+	if err := in.Plan.Validate(); err != nil {
+		return r.end(ctx, remediation.StateRejected, err.Error())
+	}
+	r.upsertStart(ctx)
+
+	workCtx, cancelWork := workflow.WithCancel(ctx)
+	abortCh := workflow.GetSignalChannel(ctx, SignalAbort)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		var sig AbortSignal
+		abortCh.Receive(gctx, &sig)
+		r.abort = &sig
+		cancelWork()
+	})
+
+	for i := range in.Plan.Steps {
+		if err := r.runStep(workCtx, i); err != nil {
+			return r.fail(ctx, i, err)
+		}
+	}
+	return r.end(ctx, remediation.StateCompleted, "")
+}
+
+// run is the state of one remediation.
+type run struct {
+	ctx    workflow.Context
+	plan   remediation.Plan
+	opts   RemediationOptions
+	status Status
+	// compensations are pushed before each step acts and run in reverse.
+	compensations []compensation
+	abort         *AbortSignal
+	approvals     workflow.ReceiveChannel
+	// risk is the highest risk the policy gave a step so far.
+	risk remediation.Risk
+}
+
+type compensation struct {
+	index  int
+	before remediation.Snapshot
+}
+
+func newRun(ctx workflow.Context, in RemediationInput) *run {
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	r := &run{
+		ctx:       ctx,
+		plan:      in.Plan,
+		opts:      in.Options.withDefaults(),
+		approvals: workflow.GetSignalChannel(ctx, SignalApproval),
+		status: Status{
+			ID:        id,
+			State:     remediation.StateRunning,
+			Requester: in.Plan.Requester.String(),
+			DryRun:    in.Plan.DryRun,
+		},
+	}
+	if in.Plan.Validate() == nil {
+		r.status.PlanDigest = in.Plan.Digest()
+	}
+	for i, s := range in.Plan.Steps {
+		st := StepStatus{
+			Index:        i,
+			Description:  s.Describe(),
+			Action:       s.Action,
+			Target:       s.Target.String(),
+			State:        remediation.StepPending,
+			Irreversible: s.Action.Irreversible(),
+		}
+		if r.status.PlanDigest != "" {
+			st.Digest = in.Plan.StepDigest(i)
+		}
+		r.status.Steps = append(r.status.Steps, st)
+	}
+	return r
+}
+
+// snapshot copies the status for the query (so a caller never sees it mid-update).
+func (r *run) snapshot() Status {
+	s := r.status
+	s.Steps = append([]StepStatus(nil), r.status.Steps...)
+	return s
+}
+
+func (r *run) ref(i int) remediation.StepRef {
+	return remediation.StepRef{
+		Remediation: r.status.ID,
+		Index:       i,
+		Step:        r.plan.Steps[i],
+		Requester:   r.plan.Requester,
+		DryRun:      r.plan.DryRun,
+	}
+}
+
+// stepError ends the step loop with a final state.
+type stepError struct {
+	state  remediation.State
+	reason string
+}
+
+func (e *stepError) Error() string { return string(e.state) + ": " + e.reason }
+
+func (r *run) runStep(ctx workflow.Context, i int) error {
+	step := r.plan.Steps[i]
+	st := &r.status.Steps[i]
+	logger := workflow.GetLogger(ctx)
+
+	st.State = remediation.StepEvaluating
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s", i+1, len(r.plan.Steps), st.Description))
+	decision := r.evaluate(ctx, i)
+	st.Decision = &decision
+	r.upsertRisk(ctx, decision.Risk)
+	logger.Info("policy decision", "remediation", r.status.ID, "step", i, "target", st.Target,
+		"effect", decision.Effect, "risk", decision.Risk, "bundle", decision.Bundle)
+	switch decision.Effect {
+	case remediation.EffectAllow:
+	case remediation.EffectCosign:
+		if err := r.awaitApprovals(ctx, i, decision); err != nil {
+			return err
+		}
+	default:
+		st.State = remediation.StepDenied
+		return &stepError{remediation.StateDenied, fmt.Sprintf("step %d (%s) denied by policy: %s", i, st.Description, joinReasons(decision.Reasons))}
+	}
+
+	st.State = remediation.StepRunning
+	var observed remediation.ObserveResult
+	if err := workflow.ExecuteActivity(withActivity(ctx, readOptions("observe "+st.Target)),
+		remediation.ActivityObserve, remediation.ObserveInput{Step: step}).Get(ctx, &observed); err != nil {
+		st.State = remediation.StepFailed
+		st.Error = errorMessage(err)
+		return err
+	}
+	st.Before = &observed.Snapshot
+	st.Compensation = remediation.DescribeCompensation(step, observed.Snapshot)
+	// Pushed before acting: if the action half-happens, its undo still runs
+	// (and is a no-op when nothing changed).
+	if !step.Action.Irreversible() {
+		r.compensations = append(r.compensations, compensation{index: i, before: observed.Snapshot})
+	}
+
+	var executed remediation.ExecuteResult
+	in := remediation.ExecuteInput{StepRef: r.ref(i), Before: observed.Snapshot, At: workflow.Now(ctx).UTC()}
+	if err := workflow.ExecuteActivity(withActivity(ctx, writeOptions(st.Description)),
+		remediation.ActivityExecute, in).Get(ctx, &executed); err != nil {
+		st.State = remediation.StepFailed
+		st.Error = errorMessage(err)
+		return err
+	}
+	st.Changed = executed.Changed
+
+	st.State = remediation.StepVerifying
+	var verified remediation.VerifyResult
+	vin := remediation.VerifyInput{StepRef: r.ref(i), Before: observed.Snapshot, Timeout: r.opts.VerifyTimeout}
+	if err := workflow.ExecuteActivity(withActivity(ctx, verifyOptions("verify "+st.Description, r.opts.VerifyTimeout)),
+		remediation.ActivityVerify, vin).Get(ctx, &verified); err != nil {
+		st.State = remediation.StepFailed
+		st.Error = "verification failed: " + errorMessage(err)
+		return err
+	}
+	st.Verified = verified.Observed
+	st.State = remediation.StepDone
+	return nil
+}
+
+// evaluate asks the policy; any failure to get a decision is a deny (fail closed).
+func (r *run) evaluate(ctx workflow.Context, i int) remediation.Decision {
+	var res remediation.PolicyResult
+	in := remediation.PolicyInput{Remediation: r.status.ID, Plan: r.plan, Index: i, Now: workflow.Now(ctx).UTC()}
+	err := workflow.ExecuteActivity(withActivity(ctx, policyOptions("policy: "+r.status.Steps[i].Description)),
+		remediation.ActivityEvaluatePolicy, in).Get(ctx, &res)
+	if err != nil {
+		return remediation.Decision{Effect: remediation.EffectDeny, Risk: remediation.RiskCritical,
+			Reasons: []string{"policy evaluation failed, so the step is denied (fail closed): " + errorMessage(err)}}
+	}
+	switch res.Decision.Effect {
+	case remediation.EffectAllow:
+		return res.Decision
+	case remediation.EffectCosign:
+		if res.Decision.Approvers >= 1 && res.Decision.Group != "" {
+			return res.Decision
+		}
+		res.Decision.Reasons = append(res.Decision.Reasons, "policy asked for co-signature without approvers or group, so the step is denied")
+	default:
+		if res.Decision.Effect != remediation.EffectDeny {
+			res.Decision.Reasons = append(res.Decision.Reasons, fmt.Sprintf("policy returned unknown effect %q, so the step is denied", res.Decision.Effect))
+		}
+	}
+	res.Decision.Effect = remediation.EffectDeny
+	return res.Decision
+}
+
+// fail compensates after step i ended the loop with err, and ends the workflow.
+func (r *run) fail(ctx workflow.Context, i int, err error) (Status, error) {
+	state, reason := remediation.StateRolledBack, fmt.Sprintf("step %d (%s) failed: %s", i, r.status.Steps[i].Description, errorMessage(err))
+	var se *stepError
+	switch {
+	case errors.As(err, &se):
+		state, reason = se.state, se.reason
+	case r.abort != nil:
+		state, reason = remediation.StateAborted, "aborted"
+		if r.abort.By != "" {
+			reason += " by " + r.abort.By
+		}
+		if r.abort.Reason != "" {
+			reason += ": " + r.abort.Reason
+		}
+		if st := &r.status.Steps[i]; st.State != remediation.StepDone {
+			st.State, st.Error = remediation.StepSkipped, reason
+		}
+	case temporal.IsCanceledError(err) || ctx.Err() != nil:
+		state, reason = remediation.StateAborted, "workflow cancelled"
+	}
+	r.status.Reason = reason
+	if failed := r.compensate(ctx); len(failed) > 0 {
+		state = remediation.StateNeedsHuman
+		reason = fmt.Sprintf("%s; then compensation of step(s) %v kept failing: the cluster may be half-changed, a human must finish the rollback", reason, failed)
+	}
+	for j := i + 1; j < len(r.status.Steps); j++ {
+		r.status.Steps[j].State = remediation.StepSkipped
+	}
+	if ctx.Err() != nil && state == remediation.StateAborted {
+		r.status.State, r.status.Reason = state, reason
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		r.upsert(dctx, AttrState.ValueSet(string(state)))
+		return r.snapshot(), temporal.NewCanceledError(r.snapshot())
+	}
+	return r.end(ctx, state, reason)
+}
+
+// compensate runs the pushed compensations last-in-first-out on a
+// disconnected context (so a cancellation cannot skip them), and returns the
+// steps whose compensation failed after its retries.
+func (r *run) compensate(ctx workflow.Context) []int {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	var failed []int
+	for k := len(r.compensations) - 1; k >= 0; k-- {
+		c := r.compensations[k]
+		st := &r.status.Steps[c.index]
+		st.State = remediation.StepCompensating
+		var res remediation.CompensateResult
+		in := remediation.CompensateInput{StepRef: r.ref(c.index), Before: c.before}
+		err := workflow.ExecuteActivity(withActivity(dctx, compensateOptions("undo: "+st.Compensation)),
+			remediation.ActivityCompensate, in).Get(dctx, &res)
+		if err != nil {
+			st.State = remediation.StepCompensationFailed
+			st.Error = "compensation failed: " + errorMessage(err)
+			failed = append(failed, c.index)
+			workflow.GetLogger(dctx).Error("compensation failed", "remediation", r.status.ID, "step", c.index, "target", st.Target, "error", err)
+			continue
+		}
+		st.State = remediation.StepCompensated
+	}
+	for i := range r.status.Steps {
+		if st := &r.status.Steps[i]; st.Irreversible && st.State == remediation.StepDone {
+			st.State = remediation.StepNotCompensated
+		}
+	}
+	r.compensations = nil
+	return failed
+}
+
+// end sets the final state and returns the workflow's result.
+func (r *run) end(ctx workflow.Context, state remediation.State, reason string) (Status, error) {
+	r.status.State, r.status.Reason = state, reason
+	if state != remediation.StateRejected {
+		r.upsert(ctx, AttrState.ValueSet(string(state)))
+	}
+	details := string(state)
+	if reason != "" {
+		details += ": " + reason
+	}
+	workflow.SetCurrentDetails(ctx, details)
+	final := r.snapshot()
+	if state == remediation.StateCompleted {
+		return final, nil
+	}
+	return final, temporal.NewNonRetryableApplicationError(reason, string(state), nil, final)
+}
+
+func joinReasons(reasons []string) string {
+	if len(reasons) == 0 {
+		return "no reason given"
+	}
+	out := reasons[0]
+	for _, s := range reasons[1:] {
+		out += "; " + s
+	}
+	return out
+}
+
+// errorMessage is the innermost useful message of an activity error.
+func errorMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Error()
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		return "timed out (" + timeoutErr.TimeoutType().String() + ")"
+	}
+	return err.Error()
+}
