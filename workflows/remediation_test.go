@@ -1,0 +1,375 @@
+package workflows
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// fakes are programmable activities that record what they were asked.
+type fakes struct {
+	mu            sync.Mutex
+	calls         []string
+	decisions     map[int]remediation.Decision
+	policyErr     error
+	executeErr    map[int]error
+	verifyErr     map[int]error
+	compensateErr map[int]error
+	keys          map[string]ed25519.PublicKey
+}
+
+func newFakes() *fakes {
+	return &fakes{
+		decisions:     map[int]remediation.Decision{},
+		executeErr:    map[int]error{},
+		verifyErr:     map[int]error{},
+		compensateErr: map[int]error{},
+	}
+}
+
+func (f *fakes) record(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakes) Evaluate(_ context.Context, in remediation.PolicyInput) (remediation.PolicyResult, error) {
+	f.record("policy %d", in.Index)
+	if f.policyErr != nil {
+		return remediation.PolicyResult{}, f.policyErr
+	}
+	d, ok := f.decisions[in.Index]
+	if !ok {
+		d = remediation.Decision{Effect: remediation.EffectAllow, Risk: remediation.RiskLow, Reasons: []string{"ok"}, Bundle: "b1"}
+	}
+	return remediation.PolicyResult{Decision: d}, nil
+}
+
+func (f *fakes) Observe(_ context.Context, in remediation.ObserveInput) (remediation.ObserveResult, error) {
+	three := int32(3)
+	return remediation.ObserveResult{Snapshot: remediation.Snapshot{Exists: true, UID: "u-" + in.Step.Target.Name, Replicas: &three}}, nil
+}
+
+func (f *fakes) Execute(_ context.Context, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
+	f.record("execute %d", in.Index)
+	if err := f.executeErr[in.Index]; err != nil {
+		return remediation.ExecuteResult{}, err
+	}
+	return remediation.ExecuteResult{Changed: true}, nil
+}
+
+func (f *fakes) Verify(_ context.Context, in remediation.VerifyInput) (remediation.VerifyResult, error) {
+	f.record("verify %d", in.Index)
+	if err := f.verifyErr[in.Index]; err != nil {
+		return remediation.VerifyResult{}, err
+	}
+	return remediation.VerifyResult{Observed: "rollout complete"}, nil
+}
+
+func (f *fakes) Compensate(_ context.Context, in remediation.CompensateInput) (remediation.CompensateResult, error) {
+	f.record("compensate %d", in.Index)
+	if err := f.compensateErr[in.Index]; err != nil {
+		return remediation.CompensateResult{}, err
+	}
+	return remediation.CompensateResult{Changed: true}, nil
+}
+
+func (f *fakes) Check(_ context.Context, in remediation.CheckApprovalInput) (remediation.CheckApprovalResult, error) {
+	if err := in.Approval.Verify(f.keys); err != nil {
+		return remediation.CheckApprovalResult{Reason: err.Error()}, nil
+	}
+	if r := in.Rule.Check(in.Approval); r != "" {
+		return remediation.CheckApprovalResult{Reason: r}, nil
+	}
+	return remediation.CheckApprovalResult{Accepted: true}, nil
+}
+
+func (f *fakes) seen() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// compensations lists only the compensate calls, in order.
+func (f *fakes) compensations() []string {
+	var out []string
+	for _, c := range f.seen() {
+		if len(c) > 10 && c[:10] == "compensate" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func newEnv(t *testing.T, f *fakes) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Remediation, workflow.RegisterOptions{Name: RemediationWorkflowName})
+	reg := func(fn any, name string) { env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
+	reg(f.Evaluate, remediation.ActivityEvaluatePolicy)
+	reg(f.Observe, remediation.ActivityObserve)
+	reg(f.Execute, remediation.ActivityExecute)
+	reg(f.Verify, remediation.ActivityVerify)
+	reg(f.Compensate, remediation.ActivityCompensate)
+	reg(f.Check, remediation.ActivityCheckApproval)
+	env.SetTestTimeout(30 * time.Second)
+	return env
+}
+
+func scaleStep(name string, replicas int32) remediation.Step {
+	return remediation.Step{
+		Action:        remediation.ActionScale,
+		Target:        remediation.Target{Namespace: "shop", Kind: remediation.KindDeployment, Name: name},
+		Params:        remediation.Params{Replicas: &replicas},
+		Justification: "absorb the retry backlog while things settle",
+	}
+}
+
+func testPlan(steps ...remediation.Step) remediation.Plan {
+	return remediation.Plan{
+		Incident:    remediation.Incident{Source: "test", Fingerprint: "f1"},
+		Requester:   remediation.Requester{Kind: remediation.RequesterAgent, Name: "sre-agent"},
+		Environment: "staging",
+		Explanation: "test plan",
+		Steps:       steps,
+	}
+}
+
+// result runs the workflow to its end and returns its Status and the type of
+// its failure ("" when it completed).
+func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) (Status, string) {
+	t.Helper()
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	err := env.GetWorkflowError()
+	var st Status
+	if err == nil {
+		if err := env.GetWorkflowResult(&st); err != nil {
+			t.Fatalf("decode result: %v", err)
+		}
+		return st, ""
+	}
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) {
+			if derr := canceled.Details(&st); derr != nil {
+				t.Fatalf("decode cancel details: %v", derr)
+			}
+			return st, "canceled"
+		}
+		t.Fatalf("workflow error is %T %v, want an ApplicationError", err, err)
+	}
+	if derr := appErr.Details(&st); derr != nil {
+		t.Fatalf("decode failure details: %v", derr)
+	}
+	return st, appErr.Type()
+}
+
+func equal(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func TestHappyPath(t *testing.T) {
+	f := newFakes()
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5))})
+	st, errType := result(t, env)
+	if errType != "" || st.State != remediation.StateCompleted {
+		t.Fatalf("state %s (%s), want Completed", st.State, errType)
+	}
+	equal(t, "calls", f.seen(), []string{"policy 0", "execute 0", "verify 0", "policy 1", "execute 1", "verify 1"})
+	for _, s := range st.Steps {
+		if s.State != remediation.StepDone || s.Decision == nil || s.Decision.Bundle != "b1" || s.Verified == "" {
+			t.Errorf("step %d: %+v", s.Index, s)
+		}
+	}
+}
+
+func TestFailureAtStepKCompensatesKToOne(t *testing.T) {
+	f := newFakes()
+	f.executeErr[2] = temporal.NewNonRetryableApplicationError("patch: invalid", remediation.ErrInvalid, nil)
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5), scaleStep("c", 6), scaleStep("d", 2))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateRolledBack) || st.State != remediation.StateRolledBack {
+		t.Fatalf("state %s (%s), want RolledBack", st.State, errType)
+	}
+	equal(t, "compensations", f.compensations(), []string{"compensate 2", "compensate 1", "compensate 0"})
+	want := []remediation.StepState{remediation.StepCompensated, remediation.StepCompensated, remediation.StepCompensated, remediation.StepSkipped}
+	for i, s := range st.Steps {
+		if s.State != want[i] {
+			t.Errorf("step %d state %s, want %s", i, s.State, want[i])
+		}
+	}
+	for _, c := range f.seen() {
+		if c == "execute 3" {
+			t.Error("step 3 ran after step 2 failed")
+		}
+	}
+}
+
+func TestAbortMidPlan(t *testing.T) {
+	f := newFakes()
+	env := newEnv(t, f)
+	// Step 1 needs a co-signer who never comes; the abort arrives meanwhile.
+	f.decisions[1] = remediation.Decision{Effect: remediation.EffectCosign, Approvers: 1, Group: "oncall", Risk: remediation.RiskHigh}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalAbort, AbortSignal{Reason: "wrong incident", By: "alice"})
+	}, time.Minute)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5), scaleStep("c", 6))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateAborted) || st.State != remediation.StateAborted {
+		t.Fatalf("state %s (%s), want Aborted", st.State, errType)
+	}
+	if st.Reason != "aborted by alice: wrong incident" {
+		t.Errorf("reason %q", st.Reason)
+	}
+	equal(t, "compensations", f.compensations(), []string{"compensate 0"})
+	if st.Steps[1].State != remediation.StepSkipped || st.Steps[2].State != remediation.StepSkipped {
+		t.Errorf("steps 1, 2: %s, %s; want skipped", st.Steps[1].State, st.Steps[2].State)
+	}
+}
+
+func TestCancelCompensatesOnDisconnectedContext(t *testing.T) {
+	f := newFakes()
+	env := newEnv(t, f)
+	f.decisions[1] = remediation.Decision{Effect: remediation.EffectCosign, Approvers: 1, Group: "oncall", Risk: remediation.RiskHigh}
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5))})
+	st, errType := result(t, env)
+	if errType != "canceled" || st.State != remediation.StateAborted {
+		t.Fatalf("state %s (%s), want Aborted and cancelled", st.State, errType)
+	}
+	equal(t, "compensations", f.compensations(), []string{"compensate 0"})
+}
+
+func TestCompensationFailureNeedsHuman(t *testing.T) {
+	f := newFakes()
+	f.executeErr[2] = temporal.NewNonRetryableApplicationError("forbidden", remediation.ErrForbidden, nil)
+	f.compensateErr[1] = temporal.NewNonRetryableApplicationError("forbidden", remediation.ErrForbidden, nil)
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5), scaleStep("c", 6))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateNeedsHuman) || st.State != remediation.StateNeedsHuman {
+		t.Fatalf("state %s (%s), want NeedsHuman", st.State, errType)
+	}
+	// The failed compensation does not stop the others.
+	equal(t, "compensations", f.compensations(), []string{"compensate 2", "compensate 1", "compensate 0"})
+	if st.Steps[1].State != remediation.StepCompensationFailed {
+		t.Errorf("step 1 state %s, want compensation-failed", st.Steps[1].State)
+	}
+	if want := "compensation of step(s) [1] kept failing"; !contains(st.Reason, want) {
+		t.Errorf("reason %q does not name the step (%q)", st.Reason, want)
+	}
+}
+
+func TestFailedVerificationCompensates(t *testing.T) {
+	f := newFakes()
+	f.verifyErr[1] = temporal.NewNonRetryableApplicationError("rollout stuck", remediation.ErrVerification, nil)
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateRolledBack) {
+		t.Fatalf("state %s (%s), want RolledBack", st.State, errType)
+	}
+	equal(t, "compensations", f.compensations(), []string{"compensate 1", "compensate 0"})
+	if !contains(st.Steps[1].Error, "verification failed") {
+		t.Errorf("step 1 error %q", st.Steps[1].Error)
+	}
+}
+
+func TestIrreversibleStepIsNeverCompensated(t *testing.T) {
+	f := newFakes()
+	f.executeErr[1] = temporal.NewNonRetryableApplicationError("invalid", remediation.ErrInvalid, nil)
+	del := remediation.Step{
+		Action: remediation.ActionDeletePod, Target: remediation.Target{Namespace: "shop", Kind: remediation.KindPod, Name: "checkout-1"},
+		Justification: "the pod is wedged and holds a lock",
+	}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(del, scaleStep("b", 5))})
+	st, _ := result(t, env)
+	equal(t, "compensations", f.compensations(), []string{"compensate 1"})
+	if st.Steps[0].State != remediation.StepNotCompensated || !st.Steps[0].Irreversible {
+		t.Errorf("delete-pod step: state %s irreversible %t; want irreversible", st.Steps[0].State, st.Steps[0].Irreversible)
+	}
+}
+
+func TestPolicyDenyCompensatesDoneSteps(t *testing.T) {
+	f := newFakes()
+	f.decisions[1] = remediation.Decision{Effect: remediation.EffectDeny, Risk: remediation.RiskCritical, Reasons: []string{"never scale production to 0"}, Bundle: "b1"}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 0))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateDenied) {
+		t.Fatalf("state %s (%s), want Denied", st.State, errType)
+	}
+	equal(t, "compensations", f.compensations(), []string{"compensate 0"})
+	if !contains(st.Reason, "never scale production to 0") || st.Steps[1].State != remediation.StepDenied {
+		t.Errorf("reason %q, step 1 %s", st.Reason, st.Steps[1].State)
+	}
+	for _, c := range f.seen() {
+		if c == "execute 1" {
+			t.Error("denied step executed")
+		}
+	}
+}
+
+func TestPolicyErrorFailsClosed(t *testing.T) {
+	f := newFakes()
+	f.policyErr = errors.New("bundle unavailable")
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateDenied) || !contains(st.Reason, "fail closed") {
+		t.Fatalf("state %s (%s) reason %q, want Denied failing closed", st.State, errType, st.Reason)
+	}
+	for _, c := range f.seen() {
+		if c == "execute 0" {
+			t.Error("step executed without a policy decision")
+		}
+	}
+}
+
+func TestUnknownEffectIsDeny(t *testing.T) {
+	f := newFakes()
+	f.decisions[0] = remediation.Decision{Effect: "yes", Risk: remediation.RiskLow}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateDenied) || !contains(st.Reason, "unknown effect") {
+		t.Fatalf("state %s (%s) reason %q", st.State, errType, st.Reason)
+	}
+}
+
+func TestInvalidPlanRunsNothing(t *testing.T) {
+	f := newFakes()
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", -1))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateRejected) || !contains(st.Reason, "steps[0].params.replicas") {
+		t.Fatalf("state %s (%s) reason %q", st.State, errType, st.Reason)
+	}
+	if len(f.seen()) != 0 {
+		t.Errorf("activities ran for an invalid plan: %v", f.seen())
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
