@@ -1,0 +1,84 @@
+package deploy_test
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/reins-dev/reins/workflows"
+)
+
+type compose struct {
+	Services map[string]struct {
+		Image       string            `json:"image"`
+		Build       any               `json:"build"`
+		Command     any               `json:"command"`
+		DependsOn   any               `json:"depends_on"`
+		Environment map[string]string `json:"environment"`
+		Ports       []string          `json:"ports"`
+	} `json:"services"`
+}
+
+// No Docker engine runs here, so the compose file is checked by reading it:
+// every service reins needs is there and wired to the others.
+func TestComposeStack(t *testing.T) {
+	data, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c compose
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	for _, name := range []string{"postgresql", "temporal", "temporal-setup", "temporal-ui", "vault", "nats", "reins-worker"} {
+		if _, ok := c.Services[name]; !ok {
+			t.Errorf("service %s missing", name)
+		}
+	}
+	dependsOn := func(svc, on string) bool {
+		switch d := c.Services[svc].DependsOn.(type) {
+		case []any:
+			return slices.Contains(d, any(on))
+		case map[string]any:
+			_, ok := d[on]
+			return ok
+		}
+		return false
+	}
+	temporal := c.Services["temporal"]
+	if temporal.Environment["DB"] != "postgres12" || temporal.Environment["POSTGRES_SEEDS"] != "postgresql" || !dependsOn("temporal", "postgresql") {
+		t.Errorf("temporal is not wired to postgresql: %+v", temporal.Environment)
+	}
+	if !slices.Contains(temporal.Ports, "7233:7233") {
+		t.Errorf("temporal does not publish 7233: %v", temporal.Ports)
+	}
+	for _, svc := range []string{"temporal-ui", "temporal-setup", "reins-worker"} {
+		if c.Services[svc].Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
+			t.Errorf("%s: TEMPORAL_ADDRESS %q, want temporal:7233", svc, c.Services[svc].Environment["TEMPORAL_ADDRESS"])
+		}
+	}
+	if !dependsOn("reins-worker", "temporal-setup") || !dependsOn("temporal-setup", "temporal") {
+		t.Error("the worker must start after the search attributes are registered")
+	}
+	worker := c.Services["reins-worker"]
+	if worker.Build != "." || worker.Environment["KUBECONFIG"] == "" {
+		t.Errorf("reins-worker must be built from this repository and given a kubeconfig: %+v", worker)
+	}
+	setup, _ := c.Services["temporal-setup"].Command.([]any)
+	script := ""
+	for _, s := range setup {
+		script += s.(string)
+	}
+	for _, attr := range workflows.SearchAttributes() {
+		name, typ, _ := strings.Cut(attr, "=")
+		if !strings.Contains(script, "--name "+name+" --type "+typ) {
+			t.Errorf("temporal-setup does not register %s", attr)
+		}
+	}
+	if _, err := os.Stat("../Dockerfile"); err != nil {
+		t.Errorf("reins-worker builds from the Dockerfile: %v", err)
+	}
+}
