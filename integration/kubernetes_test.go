@@ -16,10 +16,11 @@ import (
 	"github.com/reins-dev/reins/remediation"
 )
 
-// missing is a step that fails (its target does not exist), so that the
-// steps before it are compensated.
-func missing(ns string) remediation.Step {
-	return step(remediation.ActionScale, remediation.KindDeployment, ns, "does-not-exist", replicas(1))
+// failing is a step that policy allows but that fails when it acts (the
+// Deployment has no such container: Invalid, not retried), so that the steps
+// before it are compensated.
+func failing(ns, deployment string) remediation.Step {
+	return step(remediation.ActionSetImage, remediation.KindDeployment, ns, deployment, remediation.Params{Container: "no-such-container", Image: "registry.example/x:v1"})
 }
 
 // spec is the part of a Deployment a remediation may change.
@@ -92,7 +93,7 @@ func TestDeploymentActionsAndCompensations(t *testing.T) {
 			case "set-image":
 				again.Params.Image = "registry.example/web:v3"
 			}
-			rb := w.run(t, plan("staging", again, missing(ns)))
+			rb := w.run(t, plan("staging", again, failing(ns, "web")))
 			wantState(t, rb, remediation.StateRolledBack)
 			if rb.Steps[0].State != remediation.StepCompensated {
 				t.Errorf("step 0 state %s, want compensated", rb.Steps[0].State)
@@ -123,8 +124,9 @@ func TestNodeCordonAndCompensation(t *testing.T) {
 	cordon := step(remediation.ActionCordon, remediation.KindNode, "", name, remediation.Params{})
 	uncordon := step(remediation.ActionUncordon, remediation.KindNode, "", name, remediation.Params{})
 	ns := namespace(t)
+	deployment(t, ns, "web", 1, "registry.example/web:v1")
 
-	wantState(t, w.run(t, plan("staging", cordon, missing(ns))), remediation.StateRolledBack)
+	wantState(t, w.run(t, plan("staging", cordon, failing(ns, "web"))), remediation.StateRolledBack)
 	if unschedulable() {
 		t.Fatal("compensated cordon left the node unschedulable")
 	}
@@ -132,7 +134,7 @@ func TestNodeCordonAndCompensation(t *testing.T) {
 	if !unschedulable() {
 		t.Fatal("cordon did not make the node unschedulable")
 	}
-	wantState(t, w.run(t, plan("staging", uncordon, missing(ns))), remediation.StateRolledBack)
+	wantState(t, w.run(t, plan("staging", uncordon, failing(ns, "web"))), remediation.StateRolledBack)
 	if !unschedulable() {
 		t.Fatal("compensated uncordon left the node schedulable")
 	}
@@ -176,13 +178,13 @@ func TestPodQuarantineDeleteAndCompensation(t *testing.T) {
 	if len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 || len(np.Spec.PolicyTypes) != 2 || np.Spec.PodSelector.MatchLabels[remediation.QuarantineLabel] != string(a.UID) {
 		t.Errorf("quarantine policy is not deny-all for exactly the pod: %+v", np.Spec)
 	}
-	wantState(t, w.run(t, plan("staging", step(remediation.ActionQuarantinePod, remediation.KindPod, ns, b.Name, remediation.Params{}), missing(ns))), remediation.StateRolledBack)
+	wantState(t, w.run(t, plan("staging", step(remediation.ActionQuarantinePod, remediation.KindPod, ns, b.Name, remediation.Params{}), failing(ns, "api"))), remediation.StateRolledBack)
 	if labelOf(b.Name) != "" || !isNotFound(policyOf(b.Name)) {
 		t.Errorf("compensated quarantine of %s left label %q / policy %v", b.Name, labelOf(b.Name), policyOf(b.Name))
 	}
 
 	// Delete b: irreversible, so a later failure leaves it deleted.
-	del := w.run(t, plan("staging", step(remediation.ActionDeletePod, remediation.KindPod, ns, b.Name, remediation.Params{}), missing(ns)))
+	del := w.run(t, plan("staging", step(remediation.ActionDeletePod, remediation.KindPod, ns, b.Name, remediation.Params{}), failing(ns, "api")))
 	wantState(t, del, remediation.StateRolledBack)
 	if del.Steps[0].State != remediation.StepNotCompensated || !del.Steps[0].Irreversible {
 		t.Errorf("delete step: %+v", del.Steps[0])
@@ -230,7 +232,7 @@ func TestThirdStepFailureRestoresEverything(t *testing.T) {
 	st := w.run(t, plan("staging",
 		step(remediation.ActionSetImage, remediation.KindDeployment, ns, "front", remediation.Params{Container: "app", Image: "registry.example/front:v2"}),
 		step(remediation.ActionScale, remediation.KindDeployment, ns, "back", replicas(5)),
-		missing(ns),
+		failing(ns, "front"),
 	))
 	wantState(t, st, remediation.StateRolledBack)
 	for name, want := range before {
@@ -241,7 +243,7 @@ func TestThirdStepFailureRestoresEverything(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for i, want := range []remediation.StepState{remediation.StepCompensated, remediation.StepCompensated, remediation.StepFailed} {
+	for i, want := range []remediation.StepState{remediation.StepCompensated, remediation.StepCompensated, remediation.StepCompensated} {
 		if st.Steps[i].State != want {
 			t.Errorf("step %d: %s, want %s", i, st.Steps[i].State, want)
 		}

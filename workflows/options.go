@@ -50,7 +50,7 @@ func writeOptions(summary string) workflow.ActivityOptions {
 func verifyOptions(summary string, timeout time.Duration) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: timeout + 30*time.Second,
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    10 * time.Second,
 		RetryPolicy:         retry(3),
 		Summary:             summary,
 	}
