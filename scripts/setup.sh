@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh builds the external programs reins runs against (Temporal CLI, etcd,
-# kube-apiserver/controller-manager/scheduler, kwok, Vault) from the Go module
-# proxy into a cache folder outside the repository, so that every clone on this
+# kube-apiserver/controller-manager/scheduler, kwok, Vault) and the linters
+# (staticcheck, workflowcheck) from the Go module proxy into a cache folder outside the repository, so that every clone on this
 # machine reuses them. A program already on PATH is used as it is.
 #
 #   REINS_BIN   where the programs go (default: ~/.cache/reins/bin)
@@ -23,6 +23,8 @@ ETCD_VERSION=v3.6.16
 K8S_VERSION=1.37.2
 KWOK_VERSION=v0.8.0
 VAULT_VERSION=v1.21.0
+STATICCHECK_VERSION=v0.8.2
+WORKFLOWCHECK_VERSION=v0.6.0
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -81,9 +83,9 @@ build_kube() {
     # k8s.io/kubernetes points its staging modules at ./staging; use the released ones.
     sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 v0.'"${K8S_VERSION#1.}"'#p' "$gomod"
   } >>"$dir/go.mod"
-  local v=k8s.io/component-base/version
-  local ldflags="-X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=${K8S_VERSION#1.}"
-  ldflags="${ldflags%.*}"
+  local v=k8s.io/component-base/version minor=${K8S_VERSION#*.}
+  minor=${minor%%.*}
+  local ldflags="-X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=${K8S_VERSION%%.*} -X $v.gitMinor=$minor"
   (cd "$dir" && printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n' >tools.go &&
     go mod tidy >&2 &&
     go build -ldflags "$ldflags" -o "$REINS_BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
@@ -101,6 +103,12 @@ MOD
     go build -o "$REINS_BIN/vault" github.com/hashicorp/vault)
 }
 
+build_linters() {
+  have staticcheck || GOBIN="$REINS_BIN" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+  have workflowcheck || GOBIN="$REINS_BIN" go install "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
+}
+
+build_linters
 build_temporal
 build_etcd
 build_kwok
