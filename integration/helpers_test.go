@@ -39,7 +39,7 @@ type worker struct {
 
 // startWorker runs a worker with the given policy folder ("" = the built-in
 // bundle) until the test ends.
-func startWorker(t *testing.T, policyDir string) worker {
+func startWorker(t testing.TB, policyDir string) worker {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -106,7 +106,7 @@ func step(action remediation.Action, kind, ns, name string, params remediation.P
 func replicas(n int32) remediation.Params { return remediation.Params{Replicas: &n} }
 
 // namespace creates a fresh namespace for one test.
-func namespace(t *testing.T) string {
+func namespace(t testing.TB) string {
 	t.Helper()
 	name := unique("it")
 	createNamespace(t, name)
@@ -114,7 +114,7 @@ func namespace(t *testing.T) string {
 }
 
 // createNamespace creates namespace name and waits until pods can be admitted in it.
-func createNamespace(t *testing.T, name string) {
+func createNamespace(t testing.TB, name string) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if _, err := stack.kc.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
@@ -131,7 +131,7 @@ func createNamespace(t *testing.T, name string) {
 }
 
 // deployment creates a Deployment and waits for its rollout.
-func deployment(t *testing.T, ns, name string, n int32, image string) *appsv1.Deployment {
+func deployment(t testing.TB, ns, name string, n int32, image string) *appsv1.Deployment {
 	t.Helper()
 	labels := map[string]string{"app": name}
 	d := &appsv1.Deployment{
@@ -155,7 +155,7 @@ func deployment(t *testing.T, ns, name string, n int32, image string) *appsv1.De
 	return getDeployment(t, ns, name)
 }
 
-func getDeployment(t *testing.T, ns, name string) *appsv1.Deployment {
+func getDeployment(t testing.TB, ns, name string) *appsv1.Deployment {
 	t.Helper()
 	d, err := stack.kc.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -165,7 +165,7 @@ func getDeployment(t *testing.T, ns, name string) *appsv1.Deployment {
 }
 
 // waitFor polls cond until it holds, failing the test after a minute.
-func waitFor(t *testing.T, what string, cond func() (bool, error)) {
+func waitFor(t testing.TB, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
