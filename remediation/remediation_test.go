@@ -174,7 +174,8 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		// A valid plan has a stable digest and a usable workflow ID.
-		if p.Digest() != p.Digest() || p.WorkflowID() == "" {
+		again, err := DecodeBytes(data)
+		if err != nil || again.Digest() != p.Digest() || p.WorkflowID() == "" {
 			t.Fatal("unstable digest or empty workflow ID")
 		}
 		for i := range p.Steps {

@@ -36,8 +36,8 @@ func Start(ctx context.Context, c sdkclient.Client, taskQueue string, in Remedia
 	}
 	// Whether a remediation of this ID is already running; informational only:
 	// the conflict policy is what makes a racing duplicate join.
-	if desc, err := c.DescribeWorkflowExecution(ctx, opts.ID, ""); err == nil {
-		joined = desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	if desc, err := c.DescribeWorkflow(ctx, opts.ID, ""); err == nil {
+		joined = desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 	}
 	run, err = c.ExecuteWorkflow(ctx, opts, RemediationWorkflowName, in)
 	if err != nil {

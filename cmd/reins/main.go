@@ -17,7 +17,6 @@ import (
 
 // Exit codes.
 const (
-	exitOK = 0
 	// exitError: bad input or a failure to do what was asked.
 	exitError = 1
 	// exitNotCompleted: the remediation ended, but not Completed.
