@@ -53,7 +53,9 @@ can look at the Temporal UI and drive more remediations with the CLI
 (the exports it prints point the CLI at it); --exit stops after the demo.
 The tools come from scripts/setup.sh.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), g.logger(), o, cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), g.logger(), o, cmd.OutOrStdout())
+		},
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "", "state folder (default: <user cache>/reins/dev)")
 	cmd.Flags().IntVar(&o.temporalPort, "temporal-port", 7233, "Temporal frontend port on 127.0.0.1")

@@ -80,6 +80,7 @@ func newRoot() *cobra.Command {
 		newApproveCmd(g, "deny"),
 		newPolicyCmd(g),
 		newKeygenCmd(),
+		newBenchCmd(g),
 		newDevCmd(g),
 	)
 	return root

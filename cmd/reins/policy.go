@@ -112,6 +112,23 @@ func newPolicyCmd(g *globals) *cobra.Command {
 	eval.Flags().StringVarP(&file, "file", "f", "", "plan file (- for standard input)")
 	eval.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	eval.Flags().StringVar(&dir, "dir", "", "bundle folder (default: policy_dir from the config, else the built-in bundle)")
-	cmd.AddCommand(test, eval)
+	var initDir string
+	initCmd := &cobra.Command{
+		Use:   "init --dir DIR",
+		Short: "Write the built-in bundle into DIR, to start your own from it (never overwrites)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if initDir == "" {
+				return &exitCode{exitError, fmt.Errorf("--dir is required")}
+			}
+			if err := policies.WriteDefaultBundle(initDir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote the built-in bundle to %s; test it with reins policy test --dir %s, use it with policy_dir: %s\n", initDir, initDir, initDir)
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&initDir, "dir", "", "folder to write the bundle into")
+	cmd.AddCommand(test, eval, initCmd)
 	return cmd
 }

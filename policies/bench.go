@@ -1,0 +1,98 @@
+package policies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// Latency summarizes the duration of N decisions.
+type Latency struct {
+	N    int           `json:"n"`
+	P50  time.Duration `json:"p50"`
+	P99  time.Duration `json:"p99"`
+	Max  time.Duration `json:"max"`
+	Mean time.Duration `json:"mean"`
+	// Decision is the last decision made, to show what was measured.
+	Decision remediation.Decision `json:"decision"`
+}
+
+func (l Latency) String() string {
+	return fmt.Sprintf("%d decisions: p50 %s, p99 %s, max %s, mean %s", l.N, l.P50, l.P99, l.Max, l.Mean)
+}
+
+// Measure makes n decisions on in, one after the other, and returns their
+// latency percentiles (nearest rank). It stops with an error when ctx ends
+// or n < 1. Use TypicalInput for a representative input.
+func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) {
+	if n < 1 {
+		return Latency{}, errors.New("measure policy decisions: n must be at least 1")
+	}
+	if in.Now.IsZero() {
+		in.Now = time.Now()
+	}
+	durs := make([]time.Duration, n)
+	var total time.Duration
+	var d remediation.Decision
+	for i := range durs {
+		if err := ctx.Err(); err != nil {
+			return Latency{}, fmt.Errorf("measure policy decisions: stopped after %d of %d: %w", i, n, err)
+		}
+		start := time.Now()
+		d = e.Decide(ctx, in)
+		durs[i] = time.Since(start)
+		total += durs[i]
+	}
+	slices.Sort(durs)
+	return Latency{
+		N:        n,
+		P50:      percentile(durs, 50),
+		P99:      percentile(durs, 99),
+		Max:      durs[n-1],
+		Mean:     total / time.Duration(n),
+		Decision: d,
+	}, nil
+}
+
+// percentile is the nearest-rank percentile p of sorted durations.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	if rank < 1 {
+		rank = 1
+	}
+	return sorted[rank-1]
+}
+
+// TypicalInput is a typical step for benchmarks: an agent in its scope scales
+// a production Deployment from 3 to 4 replicas, with cluster state and
+// history, so that every rule of the default bundle is evaluated. The default
+// bundle allows it (risk medium).
+func TypicalInput() Input {
+	replicas, current := int32(4), int32(3)
+	plan := remediation.Plan{
+		Incident:    remediation.Incident{Source: "alertmanager", Fingerprint: "3f2a9c1e7b5d4a60", URL: "https://alertmanager.example/#/alerts?fingerprint=3f2a9c1e7b5d4a60"},
+		Requester:   remediation.Requester{Kind: remediation.RequesterAgent, Name: "sre-agent"},
+		Environment: "production",
+		Explanation: "checkout's p99 latency is above its SLO because every replica is CPU-saturated; one more replica brings it back.",
+		Steps: []remediation.Step{{
+			Action:        remediation.ActionScale,
+			Target:        remediation.Target{Cluster: "prod-eu-1", Namespace: "shop", Kind: remediation.KindDeployment, Name: "checkout"},
+			Params:        remediation.Params{Replicas: &replicas},
+			Justification: "all 3 replicas run at 95% CPU and p99 latency is 2.4s against an SLO of 500ms",
+		}},
+	}
+	state := &remediation.Snapshot{
+		Exists:         true,
+		UID:            "6c1e0f7a-93b2-4d5e-8f00-2a7d1c9b4e11",
+		Replicas:       &current,
+		Images:         []remediation.ContainerImage{{Container: "app", Image: "registry.example/checkout:v1.5.0"}},
+		PreviousImages: []string{"registry.example/checkout:v1.4.2", "registry.example/checkout:v1.4.1"},
+		Labels:         map[string]string{"app": "checkout", "team": "payments"},
+	}
+	history := &History{RequesterActions: 2, RequesterDenials: 0, TargetActions: 1, NamespaceQuarantines: 0, WindowSeconds: 3600}
+	return NewInput(plan, 0, time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), state, history)
+}

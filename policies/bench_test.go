@@ -1,0 +1,50 @@
+package policies
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// BenchmarkDecide is one decision of the default bundle on a typical input
+// (TypicalInput: every rule of the bundle is evaluated).
+func BenchmarkDecide(b *testing.B) {
+	e, err := New(Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	in := TypicalInput()
+	if d := e.Decide(ctx, in); d.Effect != remediation.EffectAllow {
+		b.Fatalf("typical input: got %+v, want allow", d)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Decide(ctx, in)
+	}
+}
+
+func TestMeasure(t *testing.T) {
+	e := newEngine(t, Options{Logger: slog.New(slog.DiscardHandler)})
+	l, err := e.Measure(context.Background(), TypicalInput(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("default bundle, typical input: %s", l)
+	if l.N != 500 || l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max || l.Mean <= 0 {
+		t.Fatalf("inconsistent latency %+v", l)
+	}
+	if l.Decision.Effect != remediation.EffectAllow {
+		t.Fatalf("measured decision %+v, want allow", l.Decision)
+	}
+	if _, err := e.Measure(context.Background(), TypicalInput(), 0); err == nil {
+		t.Fatal("Measure(0) succeeded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Measure(ctx, TypicalInput(), 10); err == nil {
+		t.Fatal("Measure with an ended context succeeded")
+	}
+}

@@ -1,0 +1,31 @@
+# Who asks (input.requester) and what an agent may touch (data: agents, each
+# {"namespaces": [...], "nodes": bool}). Humans are not scope-limited; agents act
+# only inside their scope, and an agent not listed in data is denied.
+package reins.policy
+
+deny contains msg if {
+	not requester_kind in {"agent", "human"}
+	msg := sprintf("requester kind %q is neither \"agent\" nor \"human\": reins cannot tell which limits apply", [requester_kind])
+}
+
+deny contains msg if {
+	input.requester.kind == "agent"
+	not cfg.agents[requester_name]
+	msg := sprintf("agent %q is unknown: list it and its scope under agents in the policy data", [requester_name])
+}
+
+deny contains msg if {
+	input.requester.kind == "agent"
+	scope := cfg.agents[requester_name]
+	object.get(step_target, "kind", "") != "Node"
+	not target_namespace in object.get(scope, "namespaces", [])
+	msg := sprintf("agent %q may not act in namespace %q; its scope is: %s", [requester_name, target_namespace, concat(", ", object.get(scope, "namespaces", []))])
+}
+
+deny contains msg if {
+	input.requester.kind == "agent"
+	input.step.target.kind == "Node"
+	scope := cfg.agents[requester_name]
+	object.get(scope, "nodes", false) != true
+	msg := sprintf("agent %q may not act on Nodes such as %s; its scope has no \"nodes\": true", [requester_name, target])
+}

@@ -1,0 +1,5 @@
+package reins.policy
+
+ok if {
+	1 ==
+}

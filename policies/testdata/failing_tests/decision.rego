@@ -1,0 +1,3 @@
+package reins.policy
+
+decision := {"effect": "allow", "risk": "low", "reasons": ["always"]}

@@ -1,0 +1,3 @@
+package reins.policy
+
+decision := {"effect": "yes", "risk": "low", "reasons": ["looks fine"]}
