@@ -209,22 +209,15 @@ func copyInt32(p *int32) *int32 {
 	return &v
 }
 
-// Execute acts on the step's target with the step's credential. Every write
-// is set-to-value (merge or strategic-merge patch, field manager "reins") and
-// stamps the reins annotations, so a retry writes the same thing again.
+// Execute acts on the step's target with the step's credential. The target
+// is read with the worker's own identity; the credential (minted for this
+// step alone, see VaultCredentials) is asked for only when there is something
+// to do and released (revoked) before Execute returns, success or not. Every
+// write is set-to-value (merge or strategic-merge patch, field manager
+// "reins") and stamps the reins annotations, so a retry writes the same thing
+// again.
 func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
-	logger := activity.GetLogger(ctx)
-	c, release, err := k.Writers.ClientFor(ctx, in.StepRef)
-	if err != nil {
-		return remediation.ExecuteResult{}, fmt.Errorf("get a credential for step %d: %w", in.Index, err)
-	}
-	defer func() {
-		if err := release(context.WithoutCancel(ctx)); err != nil {
-			logger.Error("release step credential", "remediation", in.Remediation, "step", in.Index, "error", err)
-		}
-	}()
-
-	current, err := observe(ctx, c, in.Step)
+	current, err := observe(ctx, k.Reader, in.Step)
 	if err != nil {
 		return remediation.ExecuteResult{}, err
 	}
@@ -235,7 +228,17 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 		}
 		return remediation.ExecuteResult{}, err
 	}
-	w := writer{c: c, ref: in.StepRef, dryRun: in.DryRun}
+	cred := &stepCredential{source: k.Writers, ref: in.StepRef}
+	res, err := k.execute(ctx, cred, in)
+	res.Lease = cred.release(ctx)
+	if err != nil {
+		return remediation.ExecuteResult{}, err
+	}
+	return res, nil
+}
+
+func (k *Kubernetes) execute(ctx context.Context, cred *stepCredential, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
+	w := writer{cred: cred, ref: in.StepRef, dryRun: in.DryRun}
 	after, changed, err := w.apply(ctx, in.Before, in.At)
 	if err != nil {
 		return remediation.ExecuteResult{}, err
@@ -246,8 +249,59 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 			return remediation.ExecuteResult{}, err
 		}
 	}
-	logger.Info("step applied", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "changed", changed, "dry_run", in.DryRun)
+	activity.GetLogger(ctx).Info("step applied", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "changed", changed, "dry_run", in.DryRun)
 	return remediation.ExecuteResult{Changed: changed, After: after}, nil
+}
+
+// stepCredential is the credential one step (or compensation) writes with,
+// minted on the first write, so that nothing is minted when there is nothing
+// to write (an undo that finds the target as it was, a step refused before
+// it writes).
+type stepCredential struct {
+	source    ClientSource
+	ref       remediation.StepRef
+	client    kubernetes.Interface
+	releaseFn func(context.Context) error
+}
+
+// get returns the client, minting the credential on first use. Its error is
+// returned as it is: a final one must stay final.
+func (s *stepCredential) get(ctx context.Context) (kubernetes.Interface, error) {
+	if s.client != nil {
+		return s.client, nil
+	}
+	c, release, err := s.source.ClientFor(ctx, s.ref)
+	if err != nil {
+		return nil, err
+	}
+	s.client, s.releaseFn = c, release
+	return c, nil
+}
+
+// release ends the credential, if one was minted, and describes its lease
+// (nil when there is none). A revocation that failed is logged and reported
+// as not revoked; the credential source keeps retrying it.
+func (s *stepCredential) release(ctx context.Context) *remediation.LeaseInfo {
+	if s.client == nil {
+		return nil
+	}
+	err := s.releaseFn(context.WithoutCancel(ctx))
+	lease := leaseOf(s.client)
+	logger := activity.GetLogger(ctx)
+	switch {
+	case err != nil:
+		logger.Error("step credential not revoked", "remediation", s.ref.Remediation, "step", s.ref.Index, "lease", leaseID(lease), "error", err)
+	case lease != nil:
+		logger.Info("step credential revoked", "remediation", s.ref.Remediation, "step", s.ref.Index, "lease", lease.LeaseID, "role", lease.Role)
+	}
+	return lease
+}
+
+func leaseID(l *remediation.LeaseInfo) string {
+	if l == nil {
+		return ""
+	}
+	return l.LeaseID
 }
 
 // sameObject refuses to act when the target is not the object observed before.
@@ -261,23 +315,14 @@ func sameObject(step remediation.Step, before, current remediation.Snapshot) err
 	return nil
 }
 
-// Compensate sets the target back to its state before the step. A target that
+// Compensate sets the target back to its state before the step, with a
+// credential of its own (minted and revoked like Execute's). A target that
 // is gone needs no undo; a target replaced by a namesake is never touched.
 func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateInput) (remediation.CompensateResult, error) {
-	logger := activity.GetLogger(ctx)
 	if in.Step.Action.Irreversible() {
 		return remediation.CompensateResult{}, final(remediation.ErrInvalid, "%s is irreversible and has no compensation", in.Step.Action)
 	}
-	c, release, err := k.Writers.ClientFor(ctx, in.StepRef)
-	if err != nil {
-		return remediation.CompensateResult{}, fmt.Errorf("get a credential to undo step %d: %w", in.Index, err)
-	}
-	defer func() {
-		if err := release(context.WithoutCancel(ctx)); err != nil {
-			logger.Error("release compensation credential", "remediation", in.Remediation, "step", in.Index, "error", err)
-		}
-	}()
-	current, err := observe(ctx, c, in.Step)
+	current, err := observe(ctx, k.Reader, in.Step)
 	if err != nil {
 		return remediation.CompensateResult{}, err
 	}
@@ -287,7 +332,17 @@ func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateIn
 	if err := sameObject(in.Step, in.Before, current); err != nil {
 		return remediation.CompensateResult{}, err
 	}
-	w := writer{c: c, ref: in.StepRef, dryRun: in.DryRun}
+	cred := &stepCredential{source: k.Writers, ref: in.StepRef}
+	res, err := k.compensate(ctx, cred, in, current)
+	res.Lease = cred.release(ctx)
+	if err != nil {
+		return remediation.CompensateResult{}, err
+	}
+	return res, nil
+}
+
+func (k *Kubernetes) compensate(ctx context.Context, cred *stepCredential, in remediation.CompensateInput, current remediation.Snapshot) (remediation.CompensateResult, error) {
+	w := writer{cred: cred, ref: in.StepRef, dryRun: in.DryRun}
 	changed, err := w.restore(ctx, in.Before, current)
 	if err != nil {
 		return remediation.CompensateResult{}, err
@@ -302,13 +357,13 @@ func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateIn
 			}
 		}
 	}
-	logger.Info("step compensated", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "changed", changed)
+	activity.GetLogger(ctx).Info("step compensated", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "changed", changed)
 	return remediation.CompensateResult{Changed: changed, Summary: summary}, nil
 }
 
 // writer makes one step's writes.
 type writer struct {
-	c      kubernetes.Interface
+	cred   *stepCredential
 	ref    remediation.StepRef
 	dryRun bool
 }
@@ -426,7 +481,11 @@ func (w writer) restore(ctx context.Context, before, current remediation.Snapsho
 			changed = true
 		}
 		if current.QuarantinePolicy && !before.QuarantinePolicy {
-			err := w.c.NetworkingV1().NetworkPolicies(s.Target.Namespace).Delete(ctx, quarantinePolicyName(s.Target.Name), w.deleteOptions(""))
+			c, err := w.cred.get(ctx)
+			if err != nil {
+				return changed, err
+			}
+			err = c.NetworkingV1().NetworkPolicies(s.Target.Namespace).Delete(ctx, quarantinePolicyName(s.Target.Name), w.deleteOptions(""))
 			if err != nil && !apierrors.IsNotFound(err) {
 				return changed, kubeError("delete quarantine NetworkPolicy of "+s.Target.String(), err)
 			}
@@ -456,21 +515,25 @@ func (w writer) patchWorkload(ctx context.Context, pt types.PatchType, patch map
 		return remediation.Snapshot{}, fmt.Errorf("encode patch: %w", err)
 	}
 	op := "patch " + t.String()
+	c, err := w.cred.get(ctx)
+	if err != nil {
+		return remediation.Snapshot{}, err
+	}
 	switch t.Kind {
 	case remediation.KindDeployment:
-		d, err := w.c.AppsV1().Deployments(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
+		d, err := c.AppsV1().Deployments(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
 		if err != nil {
 			return remediation.Snapshot{}, kubeError(op, err)
 		}
 		return deploymentSnapshot(d), nil
 	case remediation.KindStatefulSet:
-		s, err := w.c.AppsV1().StatefulSets(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
+		s, err := c.AppsV1().StatefulSets(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
 		if err != nil {
 			return remediation.Snapshot{}, kubeError(op, err)
 		}
 		return podTemplateSnapshot(s.ObjectMeta, s.Spec.Template, s.Spec.Replicas), nil
 	case remediation.KindDaemonSet:
-		d, err := w.c.AppsV1().DaemonSets(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
+		d, err := c.AppsV1().DaemonSets(t.Namespace).Patch(ctx, t.Name, pt, data, w.patchOptions())
 		if err != nil {
 			return remediation.Snapshot{}, kubeError(op, err)
 		}
@@ -484,7 +547,11 @@ func (w writer) patchNode(ctx context.Context, patch map[string]any) (remediatio
 	if err != nil {
 		return remediation.Snapshot{}, fmt.Errorf("encode patch: %w", err)
 	}
-	n, err := w.c.CoreV1().Nodes().Patch(ctx, w.ref.Step.Target.Name, types.MergePatchType, data, w.patchOptions())
+	c, err := w.cred.get(ctx)
+	if err != nil {
+		return remediation.Snapshot{}, err
+	}
+	n, err := c.CoreV1().Nodes().Patch(ctx, w.ref.Step.Target.Name, types.MergePatchType, data, w.patchOptions())
 	if err != nil {
 		return remediation.Snapshot{}, kubeError("patch "+w.ref.Step.Target.String(), err)
 	}
@@ -497,7 +564,11 @@ func (w writer) patchPod(ctx context.Context, patch map[string]any) (remediation
 	if err != nil {
 		return remediation.Snapshot{}, fmt.Errorf("encode patch: %w", err)
 	}
-	p, err := w.c.CoreV1().Pods(t.Namespace).Patch(ctx, t.Name, types.MergePatchType, data, w.patchOptions())
+	c, err := w.cred.get(ctx)
+	if err != nil {
+		return remediation.Snapshot{}, err
+	}
+	p, err := c.CoreV1().Pods(t.Namespace).Patch(ctx, t.Name, types.MergePatchType, data, w.patchOptions())
 	if err != nil {
 		return remediation.Snapshot{}, kubeError("patch "+t.String(), err)
 	}
@@ -527,7 +598,11 @@ func (w writer) quarantine(ctx context.Context, before remediation.Snapshot, met
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
 		},
 	}
-	_, err = w.c.NetworkingV1().NetworkPolicies(t.Namespace).Create(ctx, np, w.createOptions())
+	c, err := w.cred.get(ctx)
+	if err != nil {
+		return remediation.Snapshot{}, false, err
+	}
+	_, err = c.NetworkingV1().NetworkPolicies(t.Namespace).Create(ctx, np, w.createOptions())
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return remediation.Snapshot{}, false, kubeError("create quarantine NetworkPolicy for "+t.String(), err)
 	}
@@ -537,7 +612,11 @@ func (w writer) quarantine(ctx context.Context, before remediation.Snapshot, met
 
 func (w writer) deletePod(ctx context.Context, before remediation.Snapshot) (remediation.Snapshot, bool, error) {
 	t := w.ref.Step.Target
-	err := w.c.CoreV1().Pods(t.Namespace).Delete(ctx, t.Name, w.deleteOptions(before.UID))
+	c, err := w.cred.get(ctx)
+	if err != nil {
+		return remediation.Snapshot{}, false, err
+	}
+	err = c.CoreV1().Pods(t.Namespace).Delete(ctx, t.Name, w.deleteOptions(before.UID))
 	if apierrors.IsNotFound(err) {
 		return remediation.Snapshot{}, false, nil
 	}
@@ -581,7 +660,11 @@ func (w writer) event(ctx context.Context, uid, reason, message string) error {
 		LastTimestamp:       now,
 		Count:               1,
 	}
-	_, err := w.c.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{FieldManager: remediation.FieldManager})
+	c, err := w.cred.get(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{FieldManager: remediation.FieldManager})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return kubeError("record event on "+t.String(), err)
 	}

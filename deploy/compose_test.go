@@ -8,6 +8,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
 )
 
@@ -66,6 +67,13 @@ func TestComposeStack(t *testing.T) {
 	worker := c.Services["reins-worker"]
 	if worker.Build != "." || worker.Environment["KUBECONFIG"] == "" {
 		t.Errorf("reins-worker must be built from this repository and given a kubeconfig: %+v", worker)
+	}
+	// A worker refuses to run without an audit sink: the compose stack's is NATS.
+	if worker.Environment[workers.EnvAuditNATSURL] != "nats://nats:4222" || !dependsOn("reins-worker", "nats") {
+		t.Errorf("reins-worker must send its audit records to the nats service: %+v", worker.Environment)
+	}
+	if cmd, _ := c.Services["nats"].Command.([]any); !slices.Contains(cmd, any("-js")) {
+		t.Errorf("nats must run with JetStream (-js): %v", c.Services["nats"].Command)
 	}
 	setup, _ := c.Services["temporal-setup"].Command.([]any)
 	script := ""

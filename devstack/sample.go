@@ -21,12 +21,14 @@ const (
 	SampleBadImage  = "registry.example/checkout:v2.3.1"
 )
 
-// CreateSample creates namespace shop and Deployment checkout with 3
+// CreateSample creates namespace shop (environment production) and Deployment checkout with 3
 // replicas, rolled out first with SampleGoodImage and then SampleBadImage, so
 // that it has a rollout history to roll back to. It returns once the second
 // rollout completed.
 func CreateSample(ctx context.Context, c kubernetes.Interface) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SampleNamespace}}
+	// The demo plan's environment: its Vault role mints credentials only for
+	// namespaces labelled so.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SampleNamespace, Labels: map[string]string{EnvironmentLabel: "production"}}}
 	if _, err := c.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", SampleNamespace, err)
 	}

@@ -17,8 +17,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/reins-dev/reins/audit"
 	"github.com/reins-dev/reins/devstack"
 	"github.com/reins-dev/reins/remediation"
+	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
 )
 
@@ -73,7 +75,7 @@ func TestWorkerKilledMidStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("task_queue: %s\npolicy_dir: %s\n", queue, policyDir)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("task_queue: %s\npolicy_dir: %s\ncredentials: static\naudit:\n  nats:\n    url: %s\n", queue, policyDir, stack.nats.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -153,4 +155,5 @@ func TestWorkerKilledMidStep(t *testing.T) {
 		t.Errorf("%d ReplicaSets, want 2 (the original and one for v2)", len(rsets.Items))
 	}
 	recordHistory(t, st.ID, "TestWorkerKilledMidStep-"+st.ID)
+	wantAuditChain(t, workers.AuditConfig{NATS: workers.AuditNATSConfig{URL: stack.nats.URL, Stream: audit.DefaultStream, Subject: audit.DefaultSubjectPrefix}}, st)
 }

@@ -39,7 +39,7 @@ type worker struct {
 
 // startWorker runs a worker with the given policy folder ("" = the built-in
 // bundle) until the test ends.
-func startWorker(t testing.TB, policyDir string) worker {
+func startWorker(t testing.TB, policyDir string, opts ...func(*workers.Config)) worker {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -50,6 +50,14 @@ func startWorker(t testing.TB, policyDir string) worker {
 	cfg.PolicyDir = policyDir
 	cfg.VerifyTimeout = workers.Duration(2 * time.Minute)
 	cfg.Approvals.TrustedKeys = map[string]string{"it": base64.StdEncoding.EncodeToString(pub)}
+	cfg.Audit.NATS.URL = stack.nats.URL
+	cfg.Audit.File.Path = filepath.Join(stack.dir, cfg.TaskQueue+"-audit.jsonl")
+	for _, o := range opts {
+		o(&cfg)
+	}
+	// These tests exercise the actions with the admin identity; the Vault
+	// credentials have their own tests (vault_test.go).
+	cfg.Credentials = workers.CredentialsStatic
 	w, err := workers.NewWorker(cfg, stack.client, stack.kc, stack.logger)
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +88,7 @@ func (w worker) run(t *testing.T, plan remediation.Plan) workflows.Status {
 		t.Fatal(err)
 	}
 	recordHistory(t, st.ID, strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())+"-"+st.ID)
+	wantAuditChain(t, w.cfg.Audit, st)
 	return st
 }
 

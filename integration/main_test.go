@@ -35,8 +35,14 @@ type env struct {
 	kube     *devstack.Kube
 	kc       kubernetes.Interface
 	client   sdkclient.Client
-	dir      string
-	logger   *slog.Logger
+	// nats is the embedded NATS holding the audit stream.
+	nats   *devstack.NATS
+	dir    string
+	logger *slog.Logger
+	// vault is a Vault dev server configured by devstack.ConfigureVault
+	// (vault_test.go); vaultSetup re-applies that after a restart.
+	vault      *devstack.Vault
+	vaultSetup *devstack.VaultSetup
 }
 
 var (
@@ -86,8 +92,20 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer c.Close()
+	vault, vaultSetup, err := startVault(ctx, filepath.Join(dir, "vault"), kube, logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start Vault:", err)
+		return 1
+	}
+	defer vault.Stop()
+	natsSrv, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: filepath.Join(dir, "nats"), Logger: logger})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start NATS:", err)
+		return 1
+	}
+	defer natsSrv.Stop()
 	fmt.Fprintf(os.Stderr, "integration stack up in %s\n", time.Since(started).Round(time.Millisecond))
-	stack = env{temporal: tmp, kube: kube, kc: kc, client: c, dir: dir, logger: logger}
+	stack = env{temporal: tmp, nats: natsSrv, kube: kube, kc: kc, client: c, dir: dir, logger: logger, vault: vault, vaultSetup: vaultSetup}
 	return m.Run()
 }
 

@@ -1,6 +1,7 @@
 package remediation
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 )
@@ -24,6 +25,9 @@ type StepRef struct {
 	Index       int       `json:"index"`
 	Step        Step      `json:"step"`
 	Requester   Requester `json:"requester"`
+	// Environment is the plan's environment; it chooses the Vault role the
+	// step's credential is minted from.
+	Environment string `json:"environment,omitempty"`
 	// DryRun: server-side dry run, nothing changes.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -65,6 +69,23 @@ type ExecuteResult struct {
 	// Changed is false when the object was already as the step wants it.
 	Changed bool     `json:"changed"`
 	After   Snapshot `json:"after"`
+	// Lease is the short-lived credential the step acted with; nil when it
+	// used the worker's own identity.
+	Lease *LeaseInfo `json:"lease,omitempty"`
+}
+
+// LeaseInfo identifies a short-lived credential by its lease: never the
+// credential itself. It goes into history and the audit trail.
+type LeaseInfo struct {
+	// LeaseID is the Vault lease ID.
+	LeaseID string `json:"lease_id"`
+	// Role is the Vault role the credential was minted from.
+	Role string `json:"role,omitempty"`
+	// Namespace is the Kubernetes namespace the credential was scoped to
+	// (where its ServiceAccount lived).
+	Namespace string `json:"namespace,omitempty"`
+	// Revoked reports that the lease was revoked when the activity ended.
+	Revoked bool `json:"revoked"`
 }
 
 // VerifyInput waits until the step's effect is observed.
@@ -90,6 +111,9 @@ type CompensateInput struct {
 type CompensateResult struct {
 	Changed bool   `json:"changed"`
 	Summary string `json:"summary"`
+	// Lease is the short-lived credential the undo acted with; nil when it
+	// used the worker's own identity.
+	Lease *LeaseInfo `json:"lease,omitempty"`
 }
 
 // Error types of non-retryable activity failures; workflows branch on them.
@@ -153,3 +177,28 @@ type CheckApprovalResult struct {
 	Accepted bool   `json:"accepted"`
 	Reason   string `json:"reason,omitempty"`
 }
+
+// ActivityRecordAudit delivers one audit record to every configured sink,
+// idempotently: the record's id is the key, so a retried activity neither
+// loses nor duplicates it.
+const ActivityRecordAudit = "reins.audit.Record"
+
+// RecordAuditInput is one encoded record (see AuditRecord), delivered byte
+// for byte as the workflow built it.
+type RecordAuditInput struct {
+	Record json.RawMessage `json:"record"`
+}
+
+// RecordAuditResult says where the record is.
+type RecordAuditResult struct {
+	// ID is the record's id (its hash), the next record's prev.
+	ID string `json:"id"`
+	// Stored lists the sinks that stored it in this attempt, Present the ones
+	// that already had it (a retry after a delivery that was not acknowledged).
+	Stored  []string `json:"stored,omitempty"`
+	Present []string `json:"present,omitempty"`
+}
+
+// ErrAuditInvalid is the error type of an audit record that is malformed;
+// retrying cannot fix it.
+const ErrAuditInvalid = "AuditRecordInvalid"

@@ -70,6 +70,20 @@ type Config struct {
 	// Identity is who the CLI acts as (requester of `reins start`, approver of
 	// `reins approve`). Default $REINS_IDENTITY, then $USER.
 	Identity Identity `json:"identity"`
+	// Audit says where audit records go (see AuditConfig). A worker refuses
+	// to start without at least one sink.
+	Audit AuditConfig `json:"audit"`
+	// Credentials is how steps write to Kubernetes: "vault" (default) mints
+	// a credential per step from Vault (see Vault); "static" writes with
+	// the worker's own kubeconfig identity, for clusters without Vault only
+	// (that identity then needs write access). $REINS_CREDENTIALS.
+	Credentials string `json:"credentials"`
+	// Vault configures reins' Vault client and the per-step credentials.
+	Vault VaultConfig `json:"vault"`
+	// Codec encrypts every payload (see CodecConfig). Default: off.
+	Codec CodecConfig `json:"codec"`
+	// Gateway configures `reins gateway`.
+	Gateway GatewayConfig `json:"gateway"`
 }
 
 // ApprovalConfig holds the gateway keys.
@@ -99,6 +113,9 @@ func DefaultConfig() Config {
 		EscalateAfter:   Duration(15 * time.Minute),
 		ApprovalTimeout: Duration(60 * time.Minute),
 		Approvals:       ApprovalConfig{SigningKeyID: "gateway"},
+		Audit:           DefaultAuditConfig(),
+		Credentials:     CredentialsVault,
+		Vault:           DefaultVaultConfig(),
 	}
 }
 
@@ -142,6 +159,9 @@ func (c *Config) applyEnv() {
 	if c.Identity.Name == "" {
 		c.Identity.Name = os.Getenv("USER")
 	}
+	c.Audit.applyEnv()
+	set(&c.Credentials, EnvCredentials)
+	set(&c.Codec.KeyFile, EnvCodecKeyFile)
 }
 
 // Validate names every bad field.
@@ -167,6 +187,9 @@ func (c Config) Validate() error {
 	if _, err := c.Approvals.PublicKeys(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Audit.validate()...)
+	errs = append(errs, c.validateCredentials()...)
+	errs = append(errs, c.validateCodec()...)
 	return errors.Join(errs...)
 }
 

@@ -23,13 +23,17 @@ import (
 
 // DialTemporal connects to Temporal following Temporal's environment
 // conventions (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS and API key
-// variables, and the temporal.toml profile), with logs through logger.
-func DialTemporal(ctx context.Context, logger *slog.Logger) (sdkclient.Client, error) {
+// variables, and the temporal.toml profile), with logs through logger and
+// cfg's payload codec.
+func DialTemporal(ctx context.Context, logger *slog.Logger, cfg Config) (sdkclient.Client, error) {
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
 		return nil, fmt.Errorf("load Temporal client settings (TEMPORAL_* variables, temporal.toml): %w", err)
 	}
 	opts.Logger = log.NewStructuredLogger(logger)
+	if err := cfg.TemporalOptions(&opts, logger); err != nil {
+		return nil, err
+	}
 	c, err := sdkclient.DialContext(ctx, opts)
 	if err != nil {
 		addr := opts.HostPort
@@ -66,11 +70,15 @@ type Worker struct {
 	worker worker.Worker
 	engine *policies.Engine
 	logger *slog.Logger
+	audit  *AuditSinks
+	// background runs beside the worker (Vault token renewal, revocation retries).
+	background func(context.Context)
 }
 
 // NewWorker builds a worker on cfg.TaskQueue with every workflow and activity
-// registered. kube is the worker's own identity: it reads targets and, until
-// per-step credentials are configured, writes with it too.
+// registered. kube is the worker's own (read-only) identity: it reads
+// targets. Steps write with credentials minted per step from Vault, or with
+// kube itself when cfg.Credentials is "static".
 func NewWorker(cfg Config, c sdkclient.Client, kube kubernetes.Interface, logger *slog.Logger) (*Worker, error) {
 	engine, err := policies.New(policies.Options{Dir: cfg.PolicyDir, Logger: logger})
 	if err != nil {
@@ -85,14 +93,23 @@ func NewWorker(cfg Config, c sdkclient.Client, kube kubernetes.Interface, logger
 	if len(keys) == 0 {
 		logger.Warn("no trusted approval keys configured: co-signed steps can only time out as denied")
 	}
+	writers, background, err := stepCredentials(cfg, kube, logger)
+	if err != nil {
+		return nil, err
+	}
+	sinks, err := OpenAuditSinks(context.Background(), cfg.Audit, logger)
+	if err != nil {
+		return nil, err
+	}
 	w := worker.New(c, cfg.TaskQueue, worker.Options{})
 	RegisterWorkflows(w)
 	RegisterActivities(w, Activities{
 		Policy:     &activities.Policy{Engine: engine, Reader: kube, Denials: VisibilityDenials{Client: c}},
-		Kubernetes: &activities.Kubernetes{Reader: kube, Writers: activities.StaticClient{Client: kube}},
+		Kubernetes: &activities.Kubernetes{Reader: kube, Writers: writers},
 		Approvals:  &activities.Approvals{Keys: keys},
+		Audit:      &activities.Audit{Sinks: sinks.Sinks},
 	})
-	return &Worker{worker: w, engine: engine, logger: logger}, nil
+	return &Worker{worker: w, engine: engine, logger: logger, audit: sinks, background: background}, nil
 }
 
 // Run polls until ctx ends, then stops gracefully: in-flight activities get
@@ -103,11 +120,17 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.logger.Error("policy bundle watch stopped", "error", err)
 		}
 	}()
+	if w.background != nil {
+		go w.background(ctx)
+	}
 	if err := w.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	<-ctx.Done()
 	w.worker.Stop()
+	if err := w.audit.Close(); err != nil {
+		w.logger.Warn("close audit sinks", "error", err)
+	}
 	return nil
 }
 

@@ -24,6 +24,7 @@ type Activities struct {
 	Policy     *activities.Policy
 	Kubernetes *activities.Kubernetes
 	Approvals  *activities.Approvals
+	Audit      *activities.Audit
 }
 
 // RegisterActivities registers every activity under its explicit name.
@@ -35,4 +36,5 @@ func RegisterActivities(r worker.ActivityRegistry, a Activities) {
 	reg(a.Kubernetes.Verify, remediation.ActivityVerify)
 	reg(a.Kubernetes.Compensate, remediation.ActivityCompensate)
 	reg(a.Approvals.Check, remediation.ActivityCheckApproval)
+	reg(a.Audit.Record, remediation.ActivityRecordAudit)
 }

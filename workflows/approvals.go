@@ -34,14 +34,24 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 		Groups:      []string{decision.Group},
 	}
 
+	request := remediation.AuditApprovalRequestData{
+		AuditStep: r.stepRef(i), Approvers: decision.Approvers, Group: decision.Group, EscalationGroup: decision.EscalationGroup,
+		EscalateAfter: escalateAfter.String(), Timeout: timeout.String(),
+	}
+	r.record(ctx, remediation.AuditApprovalRequested, request)
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s — waiting for %d co-signer(s) from %s",
+		i+1, len(r.plan.Steps), st.Description, decision.Approvers, decision.Group))
+
 	// Approvals that arrived while nothing was awaiting co-signature never count.
 	for {
 		var stale remediation.Approval
 		if !r.approvals.ReceiveAsync(&stale) {
 			break
 		}
-		st.Approvals = append(st.Approvals, ApprovalRecord{Approver: stale.Approver, Group: stale.Group, Verdict: stale.Verdict,
-			Reason: "arrived before this step asked for co-signature"})
+		rec := ApprovalRecord{Approver: stale.Approver, Group: stale.Group, Verdict: stale.Verdict,
+			Reason: "arrived before this step asked for co-signature"}
+		st.Approvals = append(st.Approvals, rec)
+		r.recordApproval(ctx, i, remediation.AuditApprovalRefused, stale, rec, 0, decision.Approvers)
 	}
 
 	timerCtx, cancelTimers := workflow.WithCancel(ctx)
@@ -67,6 +77,8 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 			return ctx.Err()
 		case timedOut:
 			st.State = remediation.StepDenied
+			request.Counted = len(rule.Counted)
+			r.record(ctx, remediation.AuditApprovalExpired, request)
 			return &stepError{remediation.StateDenied, fmt.Sprintf("step %d (%s) denied: %d of %d co-signatures within %s",
 				i, st.Description, len(rule.Counted), decision.Approvers, timeout)}
 		case !got:
@@ -75,6 +87,7 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 			if decision.EscalationGroup != "" {
 				rule.Groups = append(rule.Groups, decision.EscalationGroup)
 			}
+			r.record(ctx, remediation.AuditApprovalEscalated, r.stepRef(i))
 			logger.Warn("co-signature escalated", "remediation", r.status.ID, "step", i, "group", decision.EscalationGroup)
 			continue
 		}
@@ -89,10 +102,12 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 		st.Approvals = append(st.Approvals, rec)
 		if !check.Accepted {
 			logger.Warn("approval rejected", "remediation", r.status.ID, "step", i, "approver", a.Approver.ID, "reason", check.Reason)
+			r.recordApproval(ctx, i, remediation.AuditApprovalRefused, a, rec, len(rule.Counted), decision.Approvers)
 			continue
 		}
 		if a.Verdict == remediation.VerdictDeny {
 			st.State = remediation.StepDenied
+			r.recordApproval(ctx, i, remediation.AuditApprovalRejected, a, rec, len(rule.Counted), decision.Approvers)
 			reason := fmt.Sprintf("step %d (%s) denied by %s", i, st.Description, a.Approver.ID)
 			if a.Comment != "" {
 				reason += ": " + a.Comment
@@ -100,8 +115,21 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 			return &stepError{remediation.StateDenied, reason}
 		}
 		rule.Counted = append(rule.Counted, a.Approver.ID)
+		r.recordApproval(ctx, i, remediation.AuditApprovalGiven, a, rec, len(rule.Counted), decision.Approvers)
 		logger.Info("approval counted", "remediation", r.status.ID, "step", i, "approver", a.Approver.ID,
 			"counted", len(rule.Counted), "needed", decision.Approvers)
 	}
 	return nil
+}
+
+// recordApproval notes what became of approval a of step i.
+func (r *run) recordApproval(ctx workflow.Context, i int, typ string, a remediation.Approval, rec ApprovalRecord, have, needed int) {
+	d := remediation.AuditApprovalData{
+		AuditStep: r.stepRef(i), Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, Comment: a.Comment,
+		KeyID: a.KeyID, Counted: rec.Counted, Reason: rec.Reason, Needed: needed, Have: have,
+	}
+	if !a.At.IsZero() {
+		d.SignedAt = a.At.UTC().Format(time.RFC3339Nano)
+	}
+	r.record(ctx, typ, d)
 }

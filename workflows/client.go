@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	sdkclient "go.temporal.io/sdk/client"
@@ -33,6 +34,7 @@ func Start(ctx context.Context, c sdkclient.Client, taskQueue string, in Remedia
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("%s in %s, requested by %s: %s", in.Plan.Incident.Fingerprint, in.Plan.Environment, in.Plan.Requester, summary),
+		StaticDetails:            planDetails(in.Plan),
 	}
 	// Whether a remediation of this ID is already running; informational only:
 	// the conflict policy is what makes a racing duplicate join.
@@ -98,4 +100,23 @@ func Approve(ctx context.Context, c sdkclient.Client, a remediation.Approval) er
 		return fmt.Errorf("send approval to %s: %w", a.Remediation, err)
 	}
 	return nil
+}
+
+// planDetails is the plan as the Temporal UI shows it (markdown): the
+// incident, who asked, why, and each step with its justification.
+func planDetails(p remediation.Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Incident** %s/%s", p.Incident.Source, p.Incident.Fingerprint)
+	if p.Incident.URL != "" {
+		fmt.Fprintf(&b, " (%s)", p.Incident.URL)
+	}
+	fmt.Fprintf(&b, "\n\n**Requested by** %s in %s", p.Requester, p.Environment)
+	if p.DryRun {
+		b.WriteString(" (dry run)")
+	}
+	fmt.Fprintf(&b, "\n\n**Why** %s\n\n**Steps**\n", p.Explanation)
+	for i, s := range p.Steps {
+		fmt.Fprintf(&b, "%d. %s — %s\n", i+1, s.Describe(), s.Justification)
+	}
+	return b.String()
 }

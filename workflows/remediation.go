@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -53,6 +54,8 @@ func Remediation(ctx workflow.Context, in RemediationInput) (Status, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.snapshot(), nil }); err != nil {
 		return r.status, fmt.Errorf("register status query: %w", err)
 	}
+	r.audit.start(ctx)
+	r.recordStarted(ctx)
 	if err := in.Plan.Validate(); err != nil {
 		return r.end(ctx, remediation.StateRejected, err.Error())
 	}
@@ -87,6 +90,8 @@ type run struct {
 	approvals     workflow.ReceiveChannel
 	// risk is the highest risk the policy gave a step so far.
 	risk remediation.Risk
+	// audit is the remediation's audit chain.
+	audit *auditor
 }
 
 type compensation struct {
@@ -101,6 +106,7 @@ func newRun(ctx workflow.Context, in RemediationInput) *run {
 		plan:      in.Plan,
 		opts:      in.Options.withDefaults(),
 		approvals: workflow.GetSignalChannel(ctx, SignalApproval),
+		audit:     newAuditor(ctx),
 		status: Status{
 			ID:        id,
 			State:     remediation.StateRunning,
@@ -141,6 +147,7 @@ func (r *run) ref(i int) remediation.StepRef {
 		Index:       i,
 		Step:        r.plan.Steps[i],
 		Requester:   r.plan.Requester,
+		Environment: r.plan.Environment,
 		DryRun:      r.plan.DryRun,
 	}
 }
@@ -162,6 +169,7 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s", i+1, len(r.plan.Steps), st.Description))
 	decision := r.evaluate(ctx, i)
 	st.Decision = &decision
+	r.record(ctx, remediation.AuditPolicyDecided, remediation.AuditDecisionData{AuditStep: r.stepRef(i), Decision: decision})
 	r.upsertRisk(ctx, decision.Risk)
 	logger.Info("policy decision", "remediation", r.status.ID, "step", i, "target", st.Target,
 		"effect", decision.Effect, "risk", decision.Risk, "bundle", decision.Bundle)
@@ -171,6 +179,7 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		if err := r.awaitApprovals(ctx, i, decision); err != nil {
 			return err
 		}
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s — approved by %s", i+1, len(r.plan.Steps), st.Description, joinNames(r.approvers(i))))
 	default:
 		st.State = remediation.StepDenied
 		return &stepError{remediation.StateDenied, fmt.Sprintf("step %d (%s) denied by policy: %s", i, st.Description, joinReasons(decision.Reasons))}
@@ -181,7 +190,9 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	if err := workflow.ExecuteActivity(withActivity(ctx, readOptions("observe "+st.Target)),
 		remediation.ActivityObserve, remediation.ObserveInput{Step: step}).Get(ctx, &observed); err != nil {
 		st.State = remediation.StepFailed
-		st.Error = errorMessage(err)
+		st.Error = "could not read the target before acting: " + errorMessage(err)
+		r.record(ctx, remediation.AuditActionFailed, remediation.AuditActionData{
+			AuditStep: r.stepRef(i), Action: step.Action, Change: step.Describe(), DryRun: r.plan.DryRun, Error: st.Error, Approvers: r.approvers(i)})
 		return err
 	}
 	st.Before = &observed.Snapshot
@@ -194,13 +205,21 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 
 	var executed remediation.ExecuteResult
 	in := remediation.ExecuteInput{StepRef: r.ref(i), Before: observed.Snapshot, At: workflow.Now(ctx).UTC()}
-	if err := workflow.ExecuteActivity(withActivity(ctx, writeOptions(st.Description)),
+	action := remediation.AuditActionData{
+		AuditStep: r.stepRef(i), Action: step.Action, Change: remediation.DescribeChange(step, observed.Snapshot),
+		Before: observed.Snapshot.Brief(), DryRun: r.plan.DryRun, Approvers: r.approvers(i),
+	}
+	if err := workflow.ExecuteActivity(withActivity(ctx, writeOptions(r.actionSummary(i, observed.Snapshot))),
 		remediation.ActivityExecute, in).Get(ctx, &executed); err != nil {
 		st.State = remediation.StepFailed
 		st.Error = errorMessage(err)
+		action.Error = st.Error
+		r.record(ctx, remediation.AuditActionFailed, action)
 		return err
 	}
 	st.Changed = executed.Changed
+	action.After, action.Changed = executed.After.Brief(), executed.Changed
+	r.recordLease(ctx, i, "action", executed.Lease, func() { r.record(ctx, remediation.AuditActionApplied, action) })
 
 	st.State = remediation.StepVerifying
 	var verified remediation.VerifyResult
@@ -209,10 +228,12 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		remediation.ActivityVerify, vin).Get(ctx, &verified); err != nil {
 		st.State = remediation.StepFailed
 		st.Error = "verification failed: " + errorMessage(err)
+		r.record(ctx, remediation.AuditVerificationFailed, remediation.AuditVerificationData{AuditStep: r.stepRef(i), Error: errorMessage(err)})
 		return err
 	}
 	st.Verified = verified.Observed
 	st.State = remediation.StepDone
+	r.record(ctx, remediation.AuditVerificationPassed, remediation.AuditVerificationData{AuditStep: r.stepRef(i), Observed: verified.Observed})
 	return nil
 }
 
@@ -277,6 +298,8 @@ func (r *run) fail(ctx workflow.Context, i int, err error) (Status, error) {
 		dctx, cancel := workflow.NewDisconnectedContext(ctx)
 		defer cancel()
 		r.upsert(dctx, AttrState.ValueSet(string(state)))
+		r.recordEnded(dctx)
+		r.audit.flush(dctx)
 		return r.snapshot(), temporal.NewCanceledError(r.snapshot())
 	}
 	return r.end(ctx, state, reason)
@@ -295,20 +318,27 @@ func (r *run) compensate(ctx workflow.Context) []int {
 		st.State = remediation.StepCompensating
 		var res remediation.CompensateResult
 		in := remediation.CompensateInput{StepRef: r.ref(c.index), Before: c.before}
-		err := workflow.ExecuteActivity(withActivity(dctx, compensateOptions("undo: "+st.Compensation)),
+		undo := remediation.AuditCompensationData{AuditStep: r.stepRef(c.index), Undo: st.Compensation}
+		err := workflow.ExecuteActivity(withActivity(dctx, compensateOptions("undo step "+strconv.Itoa(c.index)+": "+st.Compensation)),
 			remediation.ActivityCompensate, in).Get(dctx, &res)
 		if err != nil {
 			st.State = remediation.StepCompensationFailed
 			st.Error = "compensation failed: " + errorMessage(err)
 			failed = append(failed, c.index)
 			workflow.GetLogger(dctx).Error("compensation failed", "remediation", r.status.ID, "step", c.index, "target", st.Target, "error", err)
+			undo.Error = errorMessage(err)
+			r.record(dctx, remediation.AuditCompensationFailed, undo)
 			continue
 		}
 		st.State = remediation.StepCompensated
+		undo.Changed, undo.Summary = res.Changed, res.Summary
+		r.recordLease(dctx, c.index, "compensation", res.Lease, func() { r.record(dctx, remediation.AuditCompensationApplied, undo) })
 	}
 	for i := range r.status.Steps {
 		if st := &r.status.Steps[i]; st.Irreversible && st.State == remediation.StepDone {
 			st.State = remediation.StepNotCompensated
+			r.record(dctx, remediation.AuditCompensationSkipped, remediation.AuditCompensationData{
+				AuditStep: r.stepRef(i), Undo: remediation.DescribeCompensation(r.plan.Steps[i], remediation.Snapshot{})})
 		}
 	}
 	r.compensations = nil
@@ -326,6 +356,8 @@ func (r *run) end(ctx workflow.Context, state remediation.State, reason string) 
 		details += ": " + reason
 	}
 	workflow.SetCurrentDetails(ctx, details)
+	r.recordEnded(ctx)
+	r.audit.flush(ctx)
 	final := r.snapshot()
 	if state == remediation.StateCompleted {
 		return final, nil

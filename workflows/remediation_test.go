@@ -28,6 +28,13 @@ type fakes struct {
 	verifyErr     map[int]error
 	compensateErr map[int]error
 	keys          map[string]ed25519.PublicKey
+	// leases are returned by Execute, by step.
+	leases map[int]*remediation.LeaseInfo
+	// records are the audit records delivered, in order; auditFailures
+	// makes the first deliveries of a record type fail.
+	records       [][]byte
+	auditFailures map[string]int
+	auditAttempts int
 }
 
 func newFakes() *fakes {
@@ -36,6 +43,8 @@ func newFakes() *fakes {
 		executeErr:    map[int]error{},
 		verifyErr:     map[int]error{},
 		compensateErr: map[int]error{},
+		leases:        map[int]*remediation.LeaseInfo{},
+		auditFailures: map[string]int{},
 	}
 }
 
@@ -67,7 +76,51 @@ func (f *fakes) Execute(_ context.Context, in remediation.ExecuteInput) (remedia
 	if err := f.executeErr[in.Index]; err != nil {
 		return remediation.ExecuteResult{}, err
 	}
-	return remediation.ExecuteResult{Changed: true}, nil
+	return remediation.ExecuteResult{Changed: true, Lease: f.leases[in.Index]}, nil
+}
+
+// Record is the audit activity: it checks the record as the real one does
+// and keeps one copy per id.
+func (f *fakes) Record(_ context.Context, in remediation.RecordAuditInput) (remediation.RecordAuditResult, error) {
+	rec, err := remediation.ParseAuditRecord(in.Record)
+	if err != nil {
+		return remediation.RecordAuditResult{}, temporal.NewNonRetryableApplicationError(err.Error(), remediation.ErrAuditInvalid, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.auditAttempts++
+	present := false
+	for _, r := range f.records {
+		present = present || string(r) == string(in.Record)
+	}
+	if !present {
+		f.records = append(f.records, append([]byte(nil), in.Record...))
+	}
+	if f.auditFailures[rec.Type] > 0 {
+		// Stored, but the activity fails as if the worker died before replying.
+		f.auditFailures[rec.Type]--
+		return remediation.RecordAuditResult{}, errors.New("sink unavailable")
+	}
+	if present {
+		return remediation.RecordAuditResult{ID: rec.ID, Present: []string{"fake"}}, nil
+	}
+	return remediation.RecordAuditResult{ID: rec.ID, Stored: []string{"fake"}}, nil
+}
+
+// audit returns the delivered records and their types, in order.
+func (f *fakes) audit(t *testing.T) ([][]byte, []string) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var types []string
+	for _, raw := range f.records {
+		rec, err := remediation.ParseAuditRecord(raw)
+		if err != nil {
+			t.Fatalf("delivered record does not parse: %v", err)
+		}
+		types = append(types, rec.Type)
+	}
+	return append([][]byte(nil), f.records...), types
 }
 
 func (f *fakes) Verify(_ context.Context, in remediation.VerifyInput) (remediation.VerifyResult, error) {
@@ -125,6 +178,7 @@ func newEnv(t *testing.T, f *fakes) *testsuite.TestWorkflowEnvironment {
 	reg(f.Verify, remediation.ActivityVerify)
 	reg(f.Compensate, remediation.ActivityCompensate)
 	reg(f.Check, remediation.ActivityCheckApproval)
+	reg(f.Record, remediation.ActivityRecordAudit)
 	env.SetTestTimeout(30 * time.Second)
 	return env
 }
@@ -370,6 +424,9 @@ func TestInvalidPlanRunsNothing(t *testing.T) {
 	if len(f.seen()) != 0 {
 		t.Errorf("activities ran for an invalid plan: %v", f.seen())
 	}
+	// Only the audit trail: the attempt, and that it was rejected.
+	_, types := f.audit(t)
+	equal(t, "audit records", types, []string{remediation.AuditStarted, remediation.AuditEnded})
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -43,7 +43,7 @@ func newApproveCmd(g *globals, verb string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := workers.DialTemporal(ctx, g.logger())
+			c, err := workers.DialTemporal(ctx, g.logger(), cfg)
 			if err != nil {
 				return err
 			}

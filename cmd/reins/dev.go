@@ -31,6 +31,8 @@ type devOptions struct {
 	dir          string
 	temporalPort int
 	uiPort       int
+	natsPort     int
+	gatewayPort  int
 	exit         bool
 	approve      bool
 }
@@ -44,7 +46,13 @@ func newDevCmd(g *globals) *cobra.Command {
   - a Temporal dev server with its UI and reins' search attributes;
   - a real Kubernetes control plane (etcd, kube-apiserver, controller-manager,
     scheduler) with kwok's simulated nodes, so rollouts really complete;
-  - a reins worker;
+  - NATS with JetStream, embedded, holding the audit stream (records also go
+    to <dir>/audit.jsonl);
+  - a Vault dev server whose Kubernetes secrets engine mints each step's
+    credential (deploy/vault-roles.yaml) and whose transit engine holds the
+    payload codec's key;
+  - a reins worker, read-only in Kubernetes (deploy/worker-rbac.yaml), that
+    logs in to Vault with AppRole;
 then roll out shop/checkout (v2.3.0, then v2.3.1) and run the sample plan
 examples/checkout-rollback.json as the agent "sre-agent": roll back to v2.3.0
 (production set-image: one co-signer, given as "oncall-dev" unless
@@ -60,6 +68,8 @@ The tools come from scripts/setup.sh.`,
 	cmd.Flags().StringVar(&o.dir, "dir", "", "state folder (default: <user cache>/reins/dev)")
 	cmd.Flags().IntVar(&o.temporalPort, "temporal-port", 7233, "Temporal frontend port on 127.0.0.1")
 	cmd.Flags().IntVar(&o.uiPort, "ui-port", 8233, "Temporal UI port on 127.0.0.1")
+	cmd.Flags().IntVar(&o.natsPort, "nats-port", 4222, "port on 127.0.0.1 of the embedded NATS (the audit stream)")
+	cmd.Flags().IntVar(&o.gatewayPort, "gateway-port", 8081, "port on 127.0.0.1 of the gateway (the codec server the Temporal UI decodes payloads with)")
 	cmd.Flags().BoolVar(&o.exit, "exit", false, "stop everything once the demo remediation ended")
 	cmd.Flags().BoolVar(&o.approve, "approve", true, "co-sign the demo's critical step as oncall-dev (false: do it yourself with reins approve)")
 	return cmd
@@ -89,6 +99,7 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 	}
 	tmp, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
 		Dir: filepath.Join(o.dir, "temporal"), Port: o.temporalPort, UI: true, UIPort: o.uiPort,
+		UICodecEndpoint:  devCodecEndpoint(o.gatewayPort),
 		SearchAttributes: attrs, Logger: logger,
 	})
 	if err != nil {
@@ -104,17 +115,45 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 	if err != nil {
 		return fmt.Errorf("build Kubernetes client: %w", err)
 	}
-
-	cfg, cfgPath, err := writeDevConfig(o.dir, kube.KubeconfigPath, tmp.UIURL)
+	// Vault mints each step's credential; the worker itself only reads.
+	vault, vaultSetup, err := startDevVault(ctx, logger, o.dir, kube)
 	if err != nil {
 		return err
 	}
-	c, err := sdkclient.DialContext(ctx, sdkclient.Options{HostPort: tmp.Address, Namespace: tmp.Namespace, Logger: log.NewStructuredLogger(logger)})
+	defer vault.Stop()
+	workerKubeConfig, err := workers.KubeConfig(vaultSetup.WorkerKubeconfig)
+	if err != nil {
+		return err
+	}
+	workerKC, err := kubernetes.NewForConfig(workerKubeConfig)
+	if err != nil {
+		return fmt.Errorf("build the worker's Kubernetes client: %w", err)
+	}
+
+	// The audit trail: JetStream on an embedded NATS, and a JSON-lines file.
+	natsSrv, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: filepath.Join(o.dir, "nats"), Port: o.natsPort, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer natsSrv.Stop()
+	auditCfg := workers.DefaultAuditConfig()
+	auditCfg.NATS.URL = natsSrv.URL
+	auditCfg.File.Path = filepath.Join(o.dir, "audit.jsonl")
+
+	cfg, cfgPath, err := writeDevConfig(o.dir, vaultSetup.WorkerKubeconfig, tmp.UIURL, auditCfg, devSecurity(o.dir, vaultSetup, tmp.UIURL, o.gatewayPort))
+	if err != nil {
+		return err
+	}
+	copts := sdkclient.Options{HostPort: tmp.Address, Namespace: tmp.Namespace, Logger: log.NewStructuredLogger(logger)}
+	if err := cfg.TemporalOptions(&copts, logger); err != nil {
+		return err
+	}
+	c, err := sdkclient.DialContext(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("connect to the dev Temporal server: %w", err)
 	}
 	defer c.Close()
-	w, err := workers.NewWorker(cfg, c, kc, logger)
+	w, err := workers.NewWorker(cfg, c, workerKC, logger)
 	if err != nil {
 		return err
 	}
@@ -122,11 +161,18 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(wctx) }()
 	defer func() { stopWorker(); <-workerDone }()
+	if err := startDevGateway(ctx, cfg, logger); err != nil {
+		return err
+	}
 	logger.Info("stack up", "took", time.Since(started).Round(time.Millisecond))
 
 	fmt.Fprintf(out, "\nreins dev is up (state in %s). In another shell:\n", o.dir)
 	fmt.Fprintf(out, "  export TEMPORAL_ADDRESS=%s KUBECONFIG=%s REINS_CONFIG=%s\n", tmp.Address, kube.KubeconfigPath, cfgPath)
-	fmt.Fprintf(out, "  Temporal UI: %s\n\n", tmp.UIURL)
+	fmt.Fprintf(out, "  Temporal UI: %s\n", tmp.UIURL)
+	fmt.Fprintf(out, "  Vault: export VAULT_ADDR=%s VAULT_TOKEN=$(cat %s)\n", vault.Addr, devRootTokenFile(o.dir))
+	fmt.Fprintf(out, "  Payloads are encrypted (Vault transit); the UI decodes them through %s:\n", devCodecEndpoint(o.gatewayPort))
+	fmt.Fprintf(out, "    log in once at %s/login with the token in %s, and turn on\n", devCodecEndpoint(o.gatewayPort), cfg.Gateway.TokenFile)
+	fmt.Fprintf(out, "    \"include cross-origin credentials\" in the UI's codec server settings\n\n")
 
 	if err := demo(ctx, logger, o, cfg, c, tmp.Namespace, kc, out); err != nil {
 		return err
@@ -140,7 +186,7 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 }
 
 // writeDevConfig makes a signing key and the config the CLI and worker share.
-func writeDevConfig(dir, kubeconfig, ui string) (workers.Config, string, error) {
+func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, sec devSecurityConfig) (workers.Config, string, error) {
 	keyFile := filepath.Join(dir, "approval.key")
 	pub, err := writeSigningKey(keyFile)
 	if err != nil {
@@ -155,6 +201,9 @@ func writeDevConfig(dir, kubeconfig, ui string) (workers.Config, string, error) 
 		SigningKeyID:   "dev",
 	}
 	cfg.Identity = workers.Identity{Name: "oncall-dev", Groups: []string{"oncall-sre", "sre-leads"}}
+	cfg.Audit = audit
+	cfg.Credentials = workers.CredentialsVault
+	cfg.Vault, cfg.Codec, cfg.Gateway = sec.Vault, sec.Codec, sec.Gateway
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
 		return cfg, "", fmt.Errorf("encode dev config: %w", err)
@@ -207,6 +256,8 @@ func demo(ctx context.Context, logger *slog.Logger, o devOptions, cfg workers.Co
 	fmt.Fprintf(out, "demo: %s/%s now runs %s with %d/%d replicas available (annotated %s=%s)\n",
 		d.Namespace, d.Name, d.Spec.Template.Spec.Containers[0].Image, d.Status.AvailableReplicas, *d.Spec.Replicas,
 		remediation.AnnotationRemediation, d.Annotations[remediation.AnnotationRemediation])
+	fmt.Fprintf(out, "demo: its story: reins explain %s\n", st.ID)
+	fmt.Fprintf(out, "demo: its audit trail (NATS stream %s, and %s): reins audit verify --remediation %s\n", cfg.Audit.NATS.Stream, cfg.Audit.File.Path, st.ID)
 	if st.State != remediation.StateCompleted {
 		return &exitCode{exitNotCompleted, fmt.Errorf("demo remediation ended %s: %s", st.State, st.Reason)}
 	}

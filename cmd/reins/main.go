@@ -82,6 +82,10 @@ func newRoot() *cobra.Command {
 		newKeygenCmd(),
 		newBenchCmd(g),
 		newDevCmd(g),
+		newGatewayCmd(g),
+		newCodecCmd(),
+		newAuditCmd(g),
+		newExplainCmd(g),
 	)
 	return root
 }

@@ -122,7 +122,7 @@ func newStartCmd(g *globals) *cobra.Command {
 			if err := requesterFor(&plan, cfg); err != nil {
 				return err
 			}
-			c, err := workers.DialTemporal(ctx, g.logger())
+			c, err := workers.DialTemporal(ctx, g.logger(), cfg)
 			if err != nil {
 				return err
 			}
@@ -168,7 +168,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := workers.DialTemporal(ctx, g.logger())
+			c, err := g.dial(ctx)
 			if err != nil {
 				return err
 			}
@@ -199,7 +199,7 @@ func newAbortCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := workers.DialTemporal(ctx, g.logger())
+			c, err := workers.DialTemporal(ctx, g.logger(), cfg)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("build Kubernetes client: %w", err)
 			}
-			c, err := workers.DialTemporal(ctx, logger)
+			c, err := workers.DialTemporal(ctx, logger, cfg)
 			if err != nil {
 				return err
 			}

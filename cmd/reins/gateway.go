@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reins-dev/reins/codec"
+	"github.com/reins-dev/reins/gateway"
+	"github.com/reins-dev/reins/workers"
+)
+
+func newGatewayCmd(g *globals) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Serve the codec server endpoints (/codec/encode, /codec/decode) for the Temporal UI, and /healthz",
+		Long: `Serve Temporal's remote codec endpoints so that the Temporal UI shows
+decoded payloads: point the UI's codec endpoint at http://<listen>/codec.
+Requests need "Authorization: Bearer <token>" (gateway.token_file or
+REINS_GATEWAY_TOKEN), or a browser session from /codec/login; CORS answers the
+Temporal UI's origin (gateway.cors_origins, default that of temporal_ui).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := workers.Load(g.configPath)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Gateway.Listen = listen
+			}
+			logger := g.logger()
+			srv, err := newGateway(cfg, logger)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", gatewayListen(cfg))
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			logger.Info("gateway serving", "codec", "http://"+ln.Addr().String()+"/codec", "cors_origins", gatewayOrigins(cfg))
+			return srv.Serve(cmd.Context(), ln)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "address to serve (default gateway.listen, else 127.0.0.1:8081)")
+	return cmd
+}
+
+func gatewayListen(cfg workers.Config) string {
+	if cfg.Gateway.Listen == "" {
+		return "127.0.0.1:8081"
+	}
+	return cfg.Gateway.Listen
+}
+
+// gatewayOrigins are the configured CORS origins, else the Temporal UI's.
+func gatewayOrigins(cfg workers.Config) []string {
+	if len(cfg.Gateway.CORSOrigins) > 0 {
+		return cfg.Gateway.CORSOrigins
+	}
+	u, err := url.Parse(cfg.TemporalUI)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	return []string{u.Scheme + "://" + u.Host}
+}
+
+// newGateway builds the gateway from the config.
+func newGateway(cfg workers.Config, logger *slog.Logger) (*gateway.Server, error) {
+	pc, err := cfg.PayloadCodec(logger)
+	if err != nil {
+		return nil, err
+	}
+	if pc == nil {
+		return nil, errors.New("gateway: the payload codec is off; set codec.transit_key or codec.key_file (the same as the workers')")
+	}
+	token, err := cfg.Gateway.GatewayToken()
+	if err != nil {
+		return nil, err
+	}
+	return gateway.New(gateway.Options{Codec: pc, Token: token, CORSOrigins: gatewayOrigins(cfg), Logger: logger})
+}
+
+// serveGateway runs the gateway on ln until ctx ends; for `reins dev`.
+func serveGateway(ctx context.Context, srv *gateway.Server, ln net.Listener, logger *slog.Logger) {
+	if err := srv.Serve(ctx, ln); err != nil {
+		logger.Error("gateway stopped", "error", err)
+	}
+}
+
+func newCodecCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "codec", Short: "Payload codec keys"}
+	var out string
+	keygen := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Write a new AES-256 key file for codec.key_file (rotate: make it key_file, move the old one to old_key_files)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out FILE is required")
+			}
+			if err := codec.GenerateKeyFile(out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", out)
+			return nil
+		},
+	}
+	keygen.Flags().StringVar(&out, "out", "", "file to create (0600; never overwritten)")
+	cmd.AddCommand(keygen)
+	return cmd
+}
