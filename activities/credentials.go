@@ -265,7 +265,7 @@ func (v *VaultCredentials) Revoke(ctx context.Context, leaseID string) error {
 			v.forget(leaseID)
 			return nil
 		}
-		if i == attempts-1 || !sleepCtx(ctx, wait) {
+		if i == attempts-1 || !vaultclient.Wait(ctx, wait) {
 			break
 		}
 		wait *= 2
@@ -363,15 +363,4 @@ func secretString(s *vaultapi.Secret, key string) (string, bool) {
 	}
 	v, ok := s.Data[key].(string)
 	return v, ok
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -218,15 +218,8 @@ func TestAuditTrailOfApprovalAndCompensation(t *testing.T) {
 	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: requester}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run, _, err := workflows.Start(ctx, stack.client, w.cfg.TaskQueue, workflows.RemediationInput{Plan: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st workflows.Status
-	waitFor(t, "step 0 awaiting approval", func() (bool, error) {
-		st, err = workflows.GetStatus(ctx, stack.client, run.GetID())
-		return err == nil && st.Steps[0].State == remediation.StepAwaitingApproval, err
-	})
+	run, st := w.startAwaiting(t, ctx, p, 0)
+	var err error
 	approval := remediation.Approval{Remediation: run.GetID(), StepDigest: st.Steps[0].Digest, Group: st.Steps[0].Decision.Group,
 		Verdict: remediation.VerdictApprove, At: time.Now().UTC().Truncate(time.Millisecond)}
 	self := approval

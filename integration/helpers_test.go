@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	sdkclient "go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -24,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/reins-dev/reins/devstack"
 	"github.com/reins-dev/reins/remediation"
@@ -58,7 +61,14 @@ func startWorker(t testing.TB, policyDir string, opts ...func(*workers.Config)) 
 	// These tests exercise the actions with the admin identity; the Vault
 	// credentials have their own tests (vault_test.go).
 	cfg.Credentials = workers.CredentialsStatic
-	w, err := workers.NewWorker(cfg, stack.client, stack.kc, stack.logger)
+	runWorker(t, cfg, stack.kc)
+	return worker{cfg: cfg, signer: priv}
+}
+
+// runWorker runs a worker with cfg and the given own identity until the test ends.
+func runWorker(t testing.TB, cfg workers.Config, kube kubernetes.Interface) {
+	t.Helper()
+	w, err := workers.NewWorker(cfg, stack.client, kube, stack.logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +81,21 @@ func startWorker(t testing.TB, policyDir string, opts ...func(*workers.Config)) 
 			t.Errorf("worker: %v", err)
 		}
 	})
-	return worker{cfg: cfg, signer: priv}
+}
+
+// startAwaiting starts p on w and waits until step i awaits co-signature.
+func (w worker) startAwaiting(t testing.TB, ctx context.Context, p remediation.Plan, i int) (sdkclient.WorkflowRun, workflows.Status) {
+	t.Helper()
+	run, _, err := workflows.Start(ctx, stack.client, w.cfg.TaskQueue, workflows.RemediationInput{Plan: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.Status
+	waitFor(t, fmt.Sprintf("step %d awaiting approval", i), func() (bool, error) {
+		st, err = workflows.GetStatus(ctx, stack.client, run.GetID())
+		return err == nil && st.Steps[i].State == remediation.StepAwaitingApproval, err
+	})
+	return run, st
 }
 
 // run starts plan on w and waits for its final status.

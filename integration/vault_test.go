@@ -240,19 +240,7 @@ func startVaultWorker(t testing.TB, cfg workers.Config) worker {
 	cfg.Audit.NATS.URL = stack.nats.URL
 	cfg.Audit.File.Path = filepath.Join(stack.dir, cfg.TaskQueue+"-audit.jsonl")
 	_, kube := workerKube(t)
-	w, err := workers.NewWorker(cfg, stack.client, kube, stack.logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	runWorker(t, cfg, kube)
 	return worker{cfg: cfg, signer: priv}
 }
 
@@ -571,15 +559,8 @@ func TestVaultDownMidRemediation(t *testing.T) {
 	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "alice"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run, _, err := workflows.Start(ctx, stack.client, w.cfg.TaskQueue, workflows.RemediationInput{Plan: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st workflows.Status
-	waitFor(t, "step 1 awaiting approval", func() (bool, error) {
-		st, err = workflows.GetStatus(ctx, stack.client, run.GetID())
-		return err == nil && st.Steps[1].State == remediation.StepAwaitingApproval, err
-	})
+	run, st := w.startAwaiting(t, ctx, p, 1)
+	var err error
 	if st.Steps[0].State != remediation.StepDone {
 		t.Fatalf("step 0 %s before Vault stops, want done", st.Steps[0].State)
 	}

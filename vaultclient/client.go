@@ -264,7 +264,7 @@ func (c *Client) Run(ctx context.Context) error {
 		secret, err := c.renewable(ctx)
 		if err != nil {
 			c.log.Warn("vault: token not ready; retrying", "error", err, "in", backoff)
-			if !sleep(ctx, backoff) {
+			if !Wait(ctx, backoff) {
 				break
 			}
 			backoff = min(2*backoff, time.Minute)
@@ -385,7 +385,10 @@ func readSecretFile(path, what string) (string, error) {
 	return s, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// Wait waits d, or until ctx ends; it reports whether the full wait passed.
+// Callers retrying Vault (this package and the credential activities) back
+// off with it.
+func Wait(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
