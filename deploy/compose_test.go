@@ -34,7 +34,7 @@ func TestComposeStack(t *testing.T) {
 	if err := yaml.Unmarshal(data, &c); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	for _, name := range []string{"postgresql", "temporal", "temporal-setup", "temporal-ui", "vault", "nats", "reins-worker"} {
+	for _, name := range []string{"postgresql", "temporal", "temporal-setup", "temporal-ui", "vault", "nats", "reins-worker", "reins-gateway"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("service %s missing", name)
 		}
@@ -56,7 +56,7 @@ func TestComposeStack(t *testing.T) {
 	if !slices.Contains(temporal.Ports, "7233:7233") {
 		t.Errorf("temporal does not publish 7233: %v", temporal.Ports)
 	}
-	for _, svc := range []string{"temporal-ui", "temporal-setup", "reins-worker"} {
+	for _, svc := range []string{"temporal-ui", "temporal-setup", "reins-worker", "reins-gateway"} {
 		if c.Services[svc].Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
 			t.Errorf("%s: TEMPORAL_ADDRESS %q, want temporal:7233", svc, c.Services[svc].Environment["TEMPORAL_ADDRESS"])
 		}
@@ -85,6 +85,13 @@ func TestComposeStack(t *testing.T) {
 		if !strings.Contains(script, "--name "+name+" --type "+typ) {
 			t.Errorf("temporal-setup does not register %s", attr)
 		}
+	}
+	gateway := c.Services["reins-gateway"]
+	if gateway.Build != "." || !slices.Contains(gateway.Ports, "8081:8081") || gateway.Environment["REINS_GATEWAY_TOKEN"] == "" {
+		t.Errorf("reins-gateway must be built here, publish 8081 and get its token: %+v", gateway)
+	}
+	if ep := c.Services["temporal-ui"].Environment["TEMPORAL_CODEC_ENDPOINT"]; ep != "http://localhost:8081/codec" {
+		t.Errorf("the UI's codec endpoint is %q, want the gateway's http://localhost:8081/codec", ep)
 	}
 	if _, err := os.Stat("../Dockerfile"); err != nil {
 		t.Errorf("reins-worker builds from the Dockerfile: %v", err)
