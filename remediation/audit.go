@@ -68,6 +68,10 @@ const (
 	// credential (its lease id only). Data: AuditCredentialData.
 	AuditCredentialIssued  = "reins.credential.issued"
 	AuditCredentialRevoked = "reins.credential.revoked"
+	// AuditCredentialRevokeFailed: the lease could not be revoked when the
+	// step ended; the worker keeps retrying it until its TTL ends it.
+	// Data: AuditCredentialData.
+	AuditCredentialRevokeFailed = "reins.credential.revoke-failed"
 	// AuditActionApplied: the step acted (before → after). Data: AuditActionData.
 	AuditActionApplied = "reins.action.applied"
 	// AuditActionFailed: the step could not act. Data: AuditActionData with the error.
@@ -91,7 +95,7 @@ func AuditTypes() []string {
 	return []string{
 		AuditStarted, AuditPolicyDecided, AuditApprovalRequested, AuditApprovalEscalated,
 		AuditApprovalGiven, AuditApprovalRejected, AuditApprovalRefused, AuditApprovalExpired,
-		AuditCredentialIssued, AuditCredentialRevoked, AuditActionApplied, AuditActionFailed,
+		AuditCredentialIssued, AuditCredentialRevoked, AuditCredentialRevokeFailed, AuditActionApplied, AuditActionFailed,
 		AuditVerificationPassed, AuditVerificationFailed,
 		AuditCompensationApplied, AuditCompensationFailed, AuditCompensationSkipped, AuditEnded,
 	}

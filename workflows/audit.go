@@ -166,6 +166,8 @@ func (r *run) recordLease(ctx workflow.Context, i int, forWhat string, lease *re
 	between()
 	if lease.Revoked {
 		r.record(ctx, remediation.AuditCredentialRevoked, d)
+	} else {
+		r.record(ctx, remediation.AuditCredentialRevokeFailed, d)
 	}
 }
 

@@ -161,3 +161,21 @@ func TestAuditTrailOfEscalationExpiryAndIrreversibleStep(t *testing.T) {
 		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested, remediation.AuditApprovalEscalated, remediation.AuditApprovalExpired,
 		remediation.AuditCompensationSkipped, remediation.AuditEnded})
 }
+
+// A lease the step could not revoke is audited as such, never as revoked.
+func TestAuditUnrevokedLease(t *testing.T) {
+	f := newFakes()
+	f.leases[0] = &remediation.LeaseInfo{LeaseID: "kubernetes/creds/reins-staging/xyz", Role: "reins-staging", Namespace: "shop", Revoked: false}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4))})
+	st, errType := result(t, env)
+	if errType != "" || st.State != remediation.StateCompleted {
+		t.Fatalf("state %s (%s)", st.State, errType)
+	}
+	_, types := f.audit(t)
+	equal(t, "record types", types, []string{
+		remediation.AuditStarted, remediation.AuditPolicyDecided,
+		remediation.AuditCredentialIssued, remediation.AuditActionApplied, remediation.AuditCredentialRevokeFailed,
+		remediation.AuditVerificationPassed, remediation.AuditEnded,
+	})
+}

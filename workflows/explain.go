@@ -438,7 +438,7 @@ func (e *Explanation) fold(rec remediation.AuditRecord) {
 			st.Approvals = append(st.Approvals, a)
 			entry.Text = approvalText(a)
 		}
-	case remediation.AuditCredentialIssued, remediation.AuditCredentialRevoked:
+	case remediation.AuditCredentialIssued, remediation.AuditCredentialRevoked, remediation.AuditCredentialRevokeFailed:
 		var d remediation.AuditCredentialData
 		if json.Unmarshal(rec.Data, &d) == nil && st != nil {
 			if rec.Type == remediation.AuditCredentialIssued {
@@ -452,6 +452,10 @@ func (e *Explanation) fold(rec remediation.AuditRecord) {
 					entry.Text += ")"
 				}
 			} else {
+				if rec.Type == remediation.AuditCredentialRevokeFailed {
+					entry.Text = "credential NOT revoked when the step ended (the worker keeps retrying until its TTL): lease " + d.LeaseID
+					break
+				}
 				for k := range st.Credentials {
 					if st.Credentials[k].LeaseID == d.LeaseID {
 						st.Credentials[k].RevokedAt = &at
