@@ -78,7 +78,33 @@ func NewInput(plan remediation.Plan, index int, now time.Time, state *remediatio
 type objectBuilder struct{ terms [][2]*ast.Term }
 
 func (b *objectBuilder) put(key string, v ast.Value) {
-	b.terms = append(b.terms, [2]*ast.Term{ast.InternedTerm(key), ast.NewTerm(v)})
+	b.terms = append(b.terms, [2]*ast.Term{keyTerm(key), ast.NewTerm(v)})
+}
+
+// keyTerms are the field names of the input's objects, made once: building
+// an input then allocates no key. The evaluator never modifies a term.
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{
+		"plan", "step", "index", "requester", "environment", "now", "state", "history",
+		"kind", "name", "action", "target", "params", "justification",
+		"cluster", "namespace", "replicas", "container", "image",
+		"exists", "uid", "images", "previous_images", "restarted_at", "unschedulable",
+		"quarantine", "quarantine_policy", "phase", "labels",
+		"requester_actions", "requester_denials", "target_actions", "namespace_quarantines", "window_seconds",
+	} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+// keyTerm is the term of an object key: a shared one for the input's field
+// names, a new one for other keys (labels).
+func keyTerm(k string) *ast.Term {
+	if t, ok := keyTerms[k]; ok {
+		return t
+	}
+	return ast.InternedTerm(k)
 }
 
 func (b *objectBuilder) str(key, v string) { b.put(key, ast.String(v)) }
@@ -114,7 +140,7 @@ func (in Input) value() ast.Value {
 }
 
 func requesterValue(r remediation.Requester) ast.Value {
-	b := objectBuilder{}
+	b := objectBuilder{terms: make([][2]*ast.Term, 0, 2)}
 	b.strOmitEmpty("kind", r.Kind)
 	b.strOmitEmpty("name", r.Name)
 	return b.object()
@@ -130,7 +156,7 @@ func stepValue(s remediation.Step) ast.Value {
 	t.str("name", s.Target.Name)
 	b.put("target", t.object())
 	// Params is a struct: encoding/json's omitempty never leaves it out.
-	p := objectBuilder{}
+	p := objectBuilder{terms: make([][2]*ast.Term, 0, 3)}
 	if s.Params.Replicas != nil {
 		p.put("replicas", intValue(int(*s.Params.Replicas)))
 	}
@@ -151,7 +177,7 @@ func snapshotValue(s remediation.Snapshot) ast.Value {
 	if len(s.Images) > 0 {
 		imgs := make([]*ast.Term, len(s.Images))
 		for i, c := range s.Images {
-			ci := objectBuilder{}
+			ci := objectBuilder{terms: make([][2]*ast.Term, 0, 2)}
 			ci.str("container", c.Container)
 			ci.str("image", c.Image)
 			imgs[i] = ast.NewTerm(ci.object())
