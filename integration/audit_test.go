@@ -145,6 +145,21 @@ func newHook(t *testing.T) *hook {
 }
 
 // received returns the distinct ids POSTed, in order, and how many POSTs each got.
+// wantEach fails unless the webhook accepted every record exactly once, in
+// chain order, with the same bytes as the other sinks.
+func (h *hook) wantEach(t *testing.T, recs []remediation.AuditRecord, raws [][]byte) {
+	t.Helper()
+	ids, counts, bodies := h.received()
+	if len(ids) != len(recs) {
+		t.Fatalf("webhook accepted %d distinct records, want %d", len(ids), len(recs))
+	}
+	for i, rec := range recs {
+		if ids[i] != rec.ID || counts[rec.ID] != 1 || !bytes.Equal(bodies[rec.ID], raws[i]) {
+			t.Errorf("webhook record %d: id %s (want %s), %d accepted POSTs, same bytes %t", i+1, ids[i], rec.ID, counts[rec.ID], bytes.Equal(bodies[rec.ID], raws[i]))
+		}
+	}
+}
+
 func (h *hook) received() ([]string, map[string]int, map[string][]byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -259,14 +274,8 @@ func TestAuditTrailOfApprovalAndCompensation(t *testing.T) {
 		t.Fatalf("record types\n got %v\nwant %v", got, want)
 	}
 	recs := parseRecords(t, raws)
-	ids, counts, bodies := h.received()
-	if len(ids) != len(recs) {
-		t.Fatalf("webhook got %d records, want %d", len(ids), len(recs))
-	}
+	h.wantEach(t, recs, raws)
 	for i, rec := range recs {
-		if ids[i] != rec.ID || counts[rec.ID] != 1 || !bytes.Equal(bodies[rec.ID], raws[i]) {
-			t.Errorf("webhook record %d: id %s (want %s), %d POSTs, same bytes %t", i+1, ids[i], rec.ID, counts[rec.ID], bytes.Equal(bodies[rec.ID], raws[i]))
-		}
 		if rec.Subject != st.ID || rec.Source != "urn:reins:"+stack.temporal.Namespace {
 			t.Errorf("record %d: subject %q source %q", i+1, rec.Subject, rec.Source)
 		}
@@ -690,15 +699,7 @@ func TestAuditWorkerKilledBetweenActionAndRecord(t *testing.T) {
 		t.Fatalf("record types\n got %v\nwant %v", got, want)
 	}
 	recs := parseRecords(t, raws)
-	ids, counts, bodies := h.received()
-	if len(ids) != len(recs) {
-		t.Fatalf("webhook: %d distinct records, want %d", len(ids), len(recs))
-	}
-	for i, rec := range recs {
-		if ids[i] != rec.ID || counts[rec.ID] != 1 || !bytes.Equal(bodies[rec.ID], raws[i]) {
-			t.Errorf("webhook record %d: id %s (want %s), %d accepted POSTs", i+1, ids[i], rec.ID, counts[rec.ID])
-		}
-	}
+	h.wantEach(t, recs, raws)
 
 	// In history: each record scheduled once; the action's record delivered
 	// by a second attempt that found it already in NATS and the file.
