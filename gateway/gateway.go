@@ -1,10 +1,14 @@
-// Package gateway is reins' HTTP front door. Today it serves Temporal's
-// remote codec endpoints, so that engineers read decoded histories in the
-// Temporal UI, and a health check:
+// Package gateway is reins' HTTP front door. New serves Temporal's remote
+// codec endpoints, so that engineers read decoded histories in the Temporal
+// UI, and a health check:
 //
 //	POST /codec/encode, POST /codec/decode   Temporal's codec server protocol
 //	GET  /codec/login, POST /codec/login      a browser session for the UI
 //	GET  /healthz
+//
+// The other doors (intake, Slack interactions, the agent API, MCP) are
+// handlers of their own, mounted with Server.Handle by whoever builds the
+// gateway from config (cmd/reins).
 //
 // Every /codec request is authenticated: with "Authorization: Bearer
 // <token>" (API clients, the CLI), or with the session cookie that
@@ -63,6 +67,7 @@ type Server struct {
 	log     *slog.Logger
 	codec   http.Handler
 	session string // the cookie value a valid session carries
+	mux     *http.ServeMux
 }
 
 // New builds the gateway's handler.
@@ -82,43 +87,49 @@ func New(opts Options) (*Server, error) {
 	}
 	mac := hmac.New(sha256.New, []byte(opts.Token))
 	mac.Write([]byte("reins codec session v1"))
-	return &Server{
+	s := &Server{
 		opts:    opts,
 		log:     log,
 		codec:   converter.NewPayloadCodecHTTPHandler(opts.Codec),
 		session: hex.EncodeToString(mac.Sum(nil)),
-	}, nil
-}
-
-// ServeHTTP routes a request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.URL.Path == "/healthz":
+		mux:     http.NewServeMux(),
+	}
+	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
-	case r.URL.Path == "/codec/login":
-		s.login(w, r)
-	case r.URL.Path == "/codec/encode" || r.URL.Path == "/codec/decode":
-		s.cors(w, r)
-		if r.Method == http.MethodOptions {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST, OPTIONS")
-			http.Error(w, "use POST", http.StatusMethodNotAllowed)
-			return
-		}
-		if !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="reins codec"`)
-			http.Error(w, "unauthorized: send Authorization: Bearer <gateway token>, or log in at /codec/login", http.StatusUnauthorized)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-		s.codec.ServeHTTP(w, r)
-	default:
-		http.NotFound(w, r)
+	})
+	s.mux.HandleFunc("/codec/login", s.login)
+	s.mux.HandleFunc("/codec/encode", s.serveCodec)
+	s.mux.HandleFunc("/codec/decode", s.serveCodec)
+	return s, nil
+}
+
+// Handle mounts h on pattern (http.ServeMux syntax, e.g. "POST
+// /v1/remediations"). Call it before serving.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// serveCodec serves /codec/encode and /codec/decode.
+func (s *Server) serveCodec(w http.ResponseWriter, r *http.Request) {
+	s.cors(w, r)
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return
 	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="reins codec"`)
+		http.Error(w, "unauthorized: send Authorization: Bearer <gateway token>, or log in at /codec/login", http.StatusUnauthorized)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	s.codec.ServeHTTP(w, r)
 }
 
 // cors answers the allowed origins, with credentials (the session cookie).

@@ -101,6 +101,8 @@ func (r ApprovalRule) Check(a Approval) string {
 		return "approver has no identity"
 	case a.Approver.ID == r.Requester.Name:
 		return "the requester " + a.Approver.ID + " cannot co-sign their own step"
+	case r.Requester.Owner != "" && a.Approver.ID == r.Requester.Owner:
+		return a.Approver.ID + " owns the requesting agent " + r.Requester.Name + " and cannot co-sign its step"
 	case !slices.Contains(r.Groups, a.Group) || a.Group == "":
 		return fmt.Sprintf("approver group %q may not co-sign this step (allowed: %v)", a.Group, r.Groups)
 	case slices.Contains(r.Counted, a.Approver.ID):

@@ -130,6 +130,9 @@ const (
 type Requester struct {
 	Kind string `json:"kind,omitempty"`
 	Name string `json:"name,omitempty"`
+	// Owner is the human accountable for an agent requester (from the
+	// gateway's client config): like the requester, they may not co-sign.
+	Owner string `json:"owner,omitempty"`
 }
 
 func (r Requester) String() string {

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/reins-dev/reins/remediation"
+)
+
+// Gateway audit record types: what reached the gateway and what it did with
+// it, beside the records each remediation writes itself.
+const (
+	// AuditSlackRejected: a Slack interaction request whose signature,
+	// timestamp or freshness failed; nothing was signalled.
+	AuditSlackRejected = "reins.gateway.slack-rejected"
+	// AuditApprovalRefused: an authenticated click or CLI approval the
+	// gateway refused (outside the group, requester, already counted, decided step).
+	AuditApprovalRefused = "reins.gateway.approval-refused"
+	// AuditApprovalSignalled: an approval the gateway signed and signalled.
+	AuditApprovalSignalled = "reins.gateway.approval-signalled"
+	// AuditEventUnmatched: an event that matched no trigger; nothing started.
+	AuditEventUnmatched = "reins.intake.unmatched"
+	// AuditEventStarted: an event that started a remediation.
+	AuditEventStarted = "reins.intake.started"
+	// AuditEventDuplicate: an event that joined a running remediation.
+	AuditEventDuplicate = "reins.intake.duplicate"
+	// AuditEventResolved: a resolved alert, signalled to its remediation.
+	AuditEventResolved = "reins.intake.resolved"
+	// AuditAgentRefused: an agent call refused (authentication, rate, bad plan).
+	AuditAgentRefused = "reins.agent.refused"
+	// AuditAgentStarted: a plan an agent proposed, started.
+	AuditAgentStarted = "reins.agent.started"
+)
+
+// AuditSink stores audit records (package audit has the NATS, file and
+// webhook sinks; the worker's activities.AuditSink is the same interface).
+type AuditSink interface {
+	Name() string
+	Store(ctx context.Context, rec remediation.AuditRecord, raw []byte) (present bool, err error)
+}
+
+// Recorder writes the gateway's own audit chain: subject "gateway", one run
+// per process (a random ID), hash-chained like a remediation's, so that
+// `reins audit verify` checks it the same way. Safe for concurrent use.
+type Recorder struct {
+	sinks  []AuditSink
+	source string
+	runID  string
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	seq  int64
+	prev string
+}
+
+// RecorderSubject is the subject of the gateway's audit records.
+const RecorderSubject = "gateway"
+
+// NewRecorder records to sinks (at least one) under namespace's source.
+func NewRecorder(sinks []AuditSink, namespace string, log *slog.Logger) (*Recorder, error) {
+	if len(sinks) == 0 {
+		return nil, errors.New("gateway: no audit sink configured: the gateway records every refusal and start (audit.nats.url, audit.file.path or audit.webhook.url)")
+	}
+	var id [12]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("gateway audit run id: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Recorder{sinks: sinks, source: remediation.AuditSource(namespace), runID: "gateway-" + hex.EncodeToString(id[:]), log: log}, nil
+}
+
+// RunID is this process's chain.
+func (r *Recorder) RunID() string { return r.runID }
+
+// Record appends a record of typ with data (a struct without maps) to the
+// chain and stores it in every sink. A sink that fails is logged and
+// reported; the record stays in the chain (the sinks that stored it keep it
+// verifiable), so callers decide whether a failed record stops them.
+func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
+	raw, err := remediation.AuditData(data)
+	if err != nil {
+		return fmt.Errorf("gateway audit %s: %w", typ, err)
+	}
+	r.mu.Lock()
+	enc, rec, err := remediation.NewAuditRecord(r.source, RecorderSubject, r.runID, typ, r.seq+1, r.prev, time.Now(), raw)
+	if err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("gateway audit %s: %w", typ, err)
+	}
+	r.seq, r.prev = rec.Seq, rec.ID
+	// Stored under the lock so that every sink sees the chain in order.
+	var errs []error
+	for _, s := range r.sinks {
+		if _, err := s.Store(ctx, rec, enc); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+		}
+	}
+	r.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		r.log.Error("gateway audit record not stored everywhere", "type", typ, "seq", rec.Seq, "error", err)
+		return fmt.Errorf("gateway audit %s #%d: %w", typ, rec.Seq, err)
+	}
+	return nil
+}
