@@ -84,6 +84,14 @@ type Config struct {
 	Codec CodecConfig `json:"codec"`
 	// Gateway configures `reins gateway`.
 	Gateway GatewayConfig `json:"gateway"`
+	// Clients are the agents and humans the gateway authenticates.
+	Clients ClientsConfig `json:"clients"`
+	// Slack configures the Slack approval door.
+	Slack SlackConfig `json:"slack"`
+	// Intake configures the event doors and triggers.
+	Intake IntakeConfig `json:"intake"`
+	// Client is how the CLI reaches the gateway (reins approve, reins deny).
+	Client GatewayClientConfig `json:"client"`
 }
 
 // ApprovalConfig holds the gateway keys.
@@ -190,6 +198,10 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.validateCredentials()...)
 	errs = append(errs, c.validateCodec()...)
+	errs = append(errs, c.Clients.validate()...)
+	errs = append(errs, c.Slack.validate()...)
+	errs = append(errs, c.Intake.validate()...)
+	errs = append(errs, c.Client.validate()...)
 	return errors.Join(errs...)
 }
 
