@@ -50,6 +50,9 @@ const (
 	AuditPolicyDecided = "reins.policy.decided"
 	// AuditApprovalRequested: a step waits for co-signers. Data: AuditApprovalRequestData.
 	AuditApprovalRequested = "reins.approval.requested"
+	// AuditApprovalNotified: the co-signature request was posted (to the
+	// group, or to the escalation group), or could not be. Data: AuditNotifyData.
+	AuditApprovalNotified = "reins.approval.notified"
 	// AuditApprovalEscalated: the escalation group may co-sign from now on. Data: AuditStep.
 	AuditApprovalEscalated = "reins.approval.escalated"
 	// AuditApprovalGiven: an approval counted. Data: AuditApprovalData.
@@ -86,6 +89,9 @@ const (
 	AuditCompensationApplied = "reins.compensation.applied"
 	AuditCompensationFailed  = "reins.compensation.failed"
 	AuditCompensationSkipped = "reins.compensation.skipped"
+	// AuditIncidentResolved: the incident this remediation answers resolved
+	// (e.g. Alertmanager sent it as resolved). Data: AuditResolvedData.
+	AuditIncidentResolved = "reins.incident.resolved"
 	// AuditEnded: the remediation's final state. Data: AuditEndedData.
 	AuditEnded = "reins.remediation.ended"
 )
@@ -93,11 +99,11 @@ const (
 // AuditTypes lists every record type.
 func AuditTypes() []string {
 	return []string{
-		AuditStarted, AuditPolicyDecided, AuditApprovalRequested, AuditApprovalEscalated,
+		AuditStarted, AuditPolicyDecided, AuditApprovalRequested, AuditApprovalNotified, AuditApprovalEscalated,
 		AuditApprovalGiven, AuditApprovalRejected, AuditApprovalRefused, AuditApprovalExpired,
 		AuditCredentialIssued, AuditCredentialRevoked, AuditCredentialRevokeFailed, AuditActionApplied, AuditActionFailed,
 		AuditVerificationPassed, AuditVerificationFailed,
-		AuditCompensationApplied, AuditCompensationFailed, AuditCompensationSkipped, AuditEnded,
+		AuditCompensationApplied, AuditCompensationFailed, AuditCompensationSkipped, AuditIncidentResolved, AuditEnded,
 	}
 }
 
@@ -313,6 +319,25 @@ type AuditApprovalRequestData struct {
 	Timeout         string `json:"timeout"`
 	// Counted is how many approvals counted (AuditApprovalExpired).
 	Counted int `json:"counted,omitempty"`
+}
+
+// AuditNotifyData is the data of AuditApprovalNotified.
+type AuditNotifyData struct {
+	AuditStep
+	Group     string            `json:"group"`
+	Escalated bool              `json:"escalated,omitempty"`
+	Messages  []ApprovalMessage `json:"messages,omitempty"`
+	// Note says why nothing was posted; Error why posting failed.
+	Note  string `json:"note,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// AuditResolvedData is the data of AuditIncidentResolved.
+type AuditResolvedData struct {
+	Source      string `json:"source"`
+	Fingerprint string `json:"fingerprint"`
+	Trigger     string `json:"trigger,omitempty"`
+	At          string `json:"at"`
 }
 
 // AuditApprovalData is the data of AuditApprovalGiven, AuditApprovalRejected

@@ -22,6 +22,9 @@ type ApprovalRequest struct {
 	Decision Decision `json:"decision"`
 	// Explanation is the plan's reasoning (the step's own is Step.Justification).
 	Explanation string `json:"explanation"`
+	// Change says what the step would do to the target as it is now
+	// ("scale shop/deployment/checkout 3→6"); empty when the target could not be read.
+	Change string `json:"change,omitempty"`
 	// Compensation says what undoing the step would do.
 	Compensation string `json:"compensation"`
 	// Group is who is asked: the policy's group, or its escalation group.

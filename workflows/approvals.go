@@ -15,7 +15,7 @@ import (
 // the check and its reason are recorded in history. A counted deny, or no
 // quorum by the timeout, denies the step. After the escalation time the
 // escalation group may co-sign too.
-func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.Decision) error {
+func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.Decision) (remediation.ApprovalRequest, error) {
 	st := &r.status.Steps[i]
 	st.State = remediation.StepAwaitingApproval
 	logger := workflow.GetLogger(ctx)
@@ -48,11 +48,14 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 		if !r.approvals.ReceiveAsync(&stale) {
 			break
 		}
-		rec := ApprovalRecord{Approver: stale.Approver, Group: stale.Group, Verdict: stale.Verdict,
+		rec := ApprovalRecord{Approver: stale.Approver, Group: stale.Group, Verdict: stale.Verdict, At: stale.At,
 			Reason: "arrived before this step asked for co-signature"}
 		st.Approvals = append(st.Approvals, rec)
 		r.recordApproval(ctx, i, remediation.AuditApprovalRefused, stale, rec, 0, decision.Approvers)
 	}
+
+	req := r.approvalRequest(ctx, i, decision, timeout)
+	r.askApprovers(req)
 
 	timerCtx, cancelTimers := workflow.WithCancel(ctx)
 	defer cancelTimers()
@@ -74,18 +77,24 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 
 		switch {
 		case ctx.Err() != nil:
-			return ctx.Err()
+			r.updateApprovers(i, req, true, "the remediation was aborted before this step was decided")
+			return req, ctx.Err()
 		case timedOut:
 			st.State = remediation.StepDenied
 			request.Counted = len(rule.Counted)
 			r.record(ctx, remediation.AuditApprovalExpired, request)
-			return &stepError{remediation.StateDenied, fmt.Sprintf("step %d (%s) denied: %d of %d co-signatures within %s",
-				i, st.Description, len(rule.Counted), decision.Approvers, timeout)}
+			reason := fmt.Sprintf("step %d (%s) denied: %d of %d co-signatures within %s",
+				i, st.Description, len(rule.Counted), decision.Approvers, timeout)
+			r.updateApprovers(i, req, true, "expired: "+reason+"; the remediation is rolled back")
+			return req, &stepError{remediation.StateDenied, reason}
 		case !got:
 			// Escalated: the escalation group may co-sign from now on.
 			st.Escalated = true
 			if decision.EscalationGroup != "" {
 				rule.Groups = append(rule.Groups, decision.EscalationGroup)
+				esc := req
+				esc.Group, esc.Escalated, esc.Have = decision.EscalationGroup, true, len(rule.Counted)
+				r.askApprovers(esc)
 			}
 			r.record(ctx, remediation.AuditApprovalEscalated, r.stepRef(i))
 			logger.Warn("co-signature escalated", "remediation", r.status.ID, "step", i, "group", decision.EscalationGroup)
@@ -98,11 +107,12 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 			remediation.CheckApprovalInput{Approval: a, Rule: rule}).Get(ctx, &check); err != nil {
 			check = remediation.CheckApprovalResult{Reason: "approval check failed, so it does not count: " + errorMessage(err)}
 		}
-		rec := ApprovalRecord{Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, Comment: a.Comment, Counted: check.Accepted, Reason: check.Reason}
+		rec := ApprovalRecord{Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, Comment: a.Comment, At: a.At, Counted: check.Accepted, Reason: check.Reason}
 		st.Approvals = append(st.Approvals, rec)
 		if !check.Accepted {
 			logger.Warn("approval rejected", "remediation", r.status.ID, "step", i, "approver", a.Approver.ID, "reason", check.Reason)
 			r.recordApproval(ctx, i, remediation.AuditApprovalRefused, a, rec, len(rule.Counted), decision.Approvers)
+			r.updateApprovers(i, req, false, "")
 			continue
 		}
 		if a.Verdict == remediation.VerdictDeny {
@@ -112,14 +122,44 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 			if a.Comment != "" {
 				reason += ": " + a.Comment
 			}
-			return &stepError{remediation.StateDenied, reason}
+			r.updateApprovers(i, req, true, reason+"; the remediation is rolled back")
+			return req, &stepError{remediation.StateDenied, reason}
 		}
 		rule.Counted = append(rule.Counted, a.Approver.ID)
+		req.Have = len(rule.Counted)
 		r.recordApproval(ctx, i, remediation.AuditApprovalGiven, a, rec, len(rule.Counted), decision.Approvers)
+		if len(rule.Counted) < decision.Approvers {
+			r.updateApprovers(i, req, false, "")
+		}
 		logger.Info("approval counted", "remediation", r.status.ID, "step", i, "approver", a.Approver.ID,
 			"counted", len(rule.Counted), "needed", decision.Approvers)
 	}
-	return nil
+	r.updateApprovers(i, req, true, "approved by "+joinNames(r.approvers(i))+"; acting now")
+	return req, nil
+}
+
+// approvalRequest is what approvers are shown for step i: the decision, the
+// change and its undo as the target is now (read with the worker's own
+// read-only identity; the state the step acts on is read again after the
+// approval), and the deadline.
+func (r *run) approvalRequest(ctx workflow.Context, i int, decision remediation.Decision, timeout time.Duration) remediation.ApprovalRequest {
+	step := r.plan.Steps[i]
+	req := remediation.ApprovalRequest{
+		StepRef: r.ref(i), Steps: len(r.plan.Steps), Digest: r.status.Steps[i].Digest, Decision: decision,
+		Explanation: r.plan.Explanation, Group: decision.Group, Needed: decision.Approvers,
+		Deadline: workflow.Now(ctx).Add(timeout).UTC(),
+		Compensation: "restore the state read just before acting",
+	}
+	if step.Action.Irreversible() {
+		req.Compensation = "none: " + string(step.Action) + " is irreversible"
+	}
+	var observed remediation.ObserveResult
+	if err := workflow.ExecuteActivity(withActivity(ctx, readOptions("show approvers "+r.status.Steps[i].Target)),
+		remediation.ActivityObserve, remediation.ObserveInput{Step: step}).Get(ctx, &observed); err == nil {
+		req.Compensation = remediation.DescribeCompensation(step, observed.Snapshot)
+		req.Change = remediation.DescribeChange(step, observed.Snapshot)
+	}
+	return req
 }
 
 // recordApproval notes what became of approval a of step i.

@@ -3,6 +3,9 @@ package workflows
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +160,110 @@ func TestApprovalBeforeRequestDoesNotCount(t *testing.T) {
 	}
 	if a := st.Steps[1].Approvals; len(a) != 1 || a[0].Counted || !contains(a[0].Reason, "before this step asked") {
 		t.Errorf("approvals %+v", a)
+	}
+}
+
+// The approvers' message: posted once with what they need to decide, updated
+// after each vote, buttons gone once quorum is reached, and finally the
+// outcome of the step; each update after the one before.
+func TestApprovalMessageFollowsTheDecisions(t *testing.T) {
+	f := newFakes()
+	plan := cosignPlan(f, 2)
+	s := newSigner(t, f, plan)
+	env := newEnv(t, f)
+	signalAt(env, time.Minute, s.signed(1, "bob", "oncall", remediation.VerdictApprove))
+	signalAt(env, 2*time.Minute, s.signed(1, "bob", "oncall", remediation.VerdictApprove))
+	signalAt(env, 3*time.Minute, s.signed(1, "carol", "oncall", remediation.VerdictApprove))
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: plan})
+	if st, errType := result(t, env); errType != "" || st.State != remediation.StateCompleted {
+		t.Fatalf("state %s (%s)", st.State, errType)
+	}
+	if len(f.posts) != 1 {
+		t.Fatalf("posts = %d, want 1", len(f.posts))
+	}
+	p := f.posts[0]
+	if p.Index != 1 || p.Steps != 2 || p.Group != "oncall" || p.Needed != 2 || p.Digest != plan.StepDigest(1) ||
+		p.Change != "scale shop/deployment/b 3→5" || p.Compensation != "scale shop/deployment/b back to 3" ||
+		p.Explanation != plan.Explanation || p.Decision.Risk != remediation.RiskHigh || p.Deadline.IsZero() {
+		t.Fatalf("post = %+v", p)
+	}
+	type view struct {
+		votes, have int
+		decided     bool
+		outcome     string
+	}
+	var got []view
+	for _, u := range f.updates {
+		if len(u.Messages) != 1 || u.Messages[0].Channel != "C-oncall" {
+			t.Fatalf("update of %v, want the posted message", u.Messages)
+		}
+		got = append(got, view{len(u.Votes), u.Request.Have, u.Decided, u.Outcome})
+	}
+	want := []view{
+		{1, 1, false, ""},
+		{2, 1, false, ""}, // bob again: refused, shown, not counted
+		{3, 2, true, "approved by bob and carol; acting now"},
+		{3, 2, true, "approved by bob and carol; done, verified: rollout complete"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("updates:\n got %v\nwant %v", got, want)
+	}
+	if v := f.updates[1].Votes[1]; v.Counted || v.Reason == "" || !v.At.Equal(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)) {
+		t.Fatalf("second vote = %+v, want refused with a reason and its signing time", v)
+	}
+}
+
+// Escalation posts to the escalation group; expiry closes both messages.
+func TestApprovalMessageEscalatesAndExpires(t *testing.T) {
+	f := newFakes()
+	plan := cosignPlan(f, 1)
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: plan})
+	if st, _ := result(t, env); st.State != remediation.StateDenied {
+		t.Fatalf("state %s", st.State)
+	}
+	if len(f.posts) != 2 || f.posts[0].Group != "oncall" || f.posts[0].Escalated || f.posts[1].Group != "leads" || !f.posts[1].Escalated {
+		t.Fatalf("posts = %+v", f.posts)
+	}
+	last := f.updates[len(f.updates)-1]
+	if len(f.updates) != 1 || !last.Decided || !strings.HasPrefix(last.Outcome, "expired: ") || len(last.Messages) != 2 {
+		t.Fatalf("updates = %+v", f.updates)
+	}
+}
+
+// A resolved incident is recorded (status and audit trail); the remediation goes on.
+func TestIncidentResolvedIsRecorded(t *testing.T) {
+	f := newFakes()
+	plan := cosignPlan(f, 1)
+	s := newSigner(t, f, plan)
+	env := newEnv(t, f)
+	at := time.Date(2026, 11, 25, 12, 30, 0, 0, time.UTC)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalIncidentResolved, IncidentResolved{Source: "am", Fingerprint: "f1", Trigger: "replicas", At: at})
+	}, time.Minute)
+	signalAt(env, 2*time.Minute, s.signed(1, "bob", "oncall", remediation.VerdictApprove))
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: plan})
+	st, errType := result(t, env)
+	if errType != "" || st.State != remediation.StateCompleted {
+		t.Fatalf("state %s (%s)", st.State, errType)
+	}
+	if st.Resolved == nil || st.Resolved.Fingerprint != "f1" || !st.Resolved.At.Equal(at) {
+		t.Fatalf("resolved = %+v", st.Resolved)
+	}
+	records, types := f.audit(t)
+	found := false
+	for i, typ := range types {
+		if typ != remediation.AuditIncidentResolved {
+			continue
+		}
+		rec, _ := remediation.ParseAuditRecord(records[i])
+		var d remediation.AuditResolvedData
+		if err := json.Unmarshal(rec.Data, &d); err != nil || d.Trigger != "replicas" || d.At != "2026-11-25T12:30:00Z" {
+			t.Fatalf("resolved record %s: %v", rec.Data, err)
+		}
+		found = true
+	}
+	if !found {
+		t.Fatalf("no %s record in %v", remediation.AuditIncidentResolved, types)
 	}
 }

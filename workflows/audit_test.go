@@ -35,7 +35,7 @@ func TestAuditTrailOfApprovalAndCompensation(t *testing.T) {
 	equal(t, "record types", types, []string{
 		remediation.AuditStarted,
 		remediation.AuditPolicyDecided, remediation.AuditActionApplied, remediation.AuditVerificationPassed,
-		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested, remediation.AuditApprovalRefused, remediation.AuditApprovalGiven,
+		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested, remediation.AuditApprovalNotified, remediation.AuditApprovalRefused, remediation.AuditApprovalGiven,
 		remediation.AuditCredentialIssued, remediation.AuditActionApplied, remediation.AuditCredentialRevoked, remediation.AuditVerificationPassed,
 		remediation.AuditPolicyDecided, remediation.AuditActionFailed,
 		remediation.AuditCompensationApplied, remediation.AuditCompensationApplied, remediation.AuditCompensationApplied,
@@ -48,18 +48,19 @@ func TestAuditTrailOfApprovalAndCompensation(t *testing.T) {
 
 	// The records say who, what and why.
 	var (
-		started remediation.AuditStartedData
-		refused remediation.AuditApprovalData
-		given   remediation.AuditApprovalData
-		lease   remediation.AuditCredentialData
-		applied remediation.AuditActionData
-		failed  remediation.AuditActionData
-		undo2   remediation.AuditCompensationData
-		undo1   remediation.AuditCompensationData
-		undo0   remediation.AuditCompensationData
-		end     remediation.AuditEndedData
+		started  remediation.AuditStartedData
+		refused  remediation.AuditApprovalData
+		given    remediation.AuditApprovalData
+		lease    remediation.AuditCredentialData
+		applied  remediation.AuditActionData
+		failed   remediation.AuditActionData
+		undo2    remediation.AuditCompensationData
+		undo1    remediation.AuditCompensationData
+		undo0    remediation.AuditCompensationData
+		end      remediation.AuditEndedData
+		notified remediation.AuditNotifyData
 	)
-	for i, v := range map[int]any{0: &started, 6: &refused, 7: &given, 8: &lease, 9: &applied, 13: &failed, 14: &undo2, 15: &undo1, 16: &undo0, 17: &end} {
+	for i, v := range map[int]any{0: &started, 6: &notified, 7: &refused, 8: &given, 9: &lease, 10: &applied, 14: &failed, 15: &undo2, 16: &undo1, 17: &undo0, 18: &end} {
 		rec, err := remediation.ParseAuditRecord(records[i])
 		if err != nil {
 			t.Fatal(err)
@@ -71,6 +72,9 @@ func TestAuditTrailOfApprovalAndCompensation(t *testing.T) {
 	if started.Requester.Name != "sre-agent" || started.Explanation != "test plan" || len(started.Steps) != 3 || started.PlanDigest != plan.Digest() ||
 		started.Steps[1].Justification == "" {
 		t.Errorf("started: %+v", started)
+	}
+	if notified.Group != "oncall" || len(notified.Messages) != 1 || notified.Messages[0].Channel != "C-oncall" || notified.Step != 1 {
+		t.Errorf("notified: %+v", notified)
 	}
 	if refused.Approver.ID != "sre-agent" || refused.Counted || !contains(refused.Reason, "cannot co-sign their own step") {
 		t.Errorf("refused approval: %+v", refused)
@@ -134,7 +138,7 @@ func TestAuditTrailOfCancellation(t *testing.T) {
 	records, types := f.audit(t)
 	equal(t, "record types", types, []string{remediation.AuditStarted,
 		remediation.AuditPolicyDecided, remediation.AuditActionApplied, remediation.AuditVerificationPassed,
-		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested,
+		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested, remediation.AuditApprovalNotified,
 		remediation.AuditCompensationApplied, remediation.AuditEnded})
 	rep := audit.Verify("default-test-workflow-id", "default-test-run-id", records, false)
 	if !rep.OK() || rep.End != remediation.StateAborted {
@@ -158,7 +162,8 @@ func TestAuditTrailOfEscalationExpiryAndIrreversibleStep(t *testing.T) {
 	_, types := f.audit(t)
 	equal(t, "record types", types, []string{remediation.AuditStarted,
 		remediation.AuditPolicyDecided, remediation.AuditActionApplied, remediation.AuditVerificationPassed,
-		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested, remediation.AuditApprovalEscalated, remediation.AuditApprovalExpired,
+		remediation.AuditPolicyDecided, remediation.AuditApprovalRequested, remediation.AuditApprovalNotified,
+		remediation.AuditApprovalEscalated, remediation.AuditApprovalNotified, remediation.AuditApprovalExpired,
 		remediation.AuditCompensationSkipped, remediation.AuditEnded})
 }
 

@@ -55,7 +55,9 @@ func Remediation(ctx workflow.Context, in RemediationInput) (Status, error) {
 		return r.status, fmt.Errorf("register status query: %w", err)
 	}
 	r.audit.start(ctx)
+	r.startMessenger(ctx)
 	r.recordStarted(ctx)
+	r.watchResolved(ctx)
 	if err := in.Plan.Validate(); err != nil {
 		return r.end(ctx, remediation.StateRejected, err.Error())
 	}
@@ -92,6 +94,8 @@ type run struct {
 	risk remediation.Risk
 	// audit is the remediation's audit chain.
 	audit *auditor
+	// msgs posts and updates the approvers' messages.
+	msgs *messenger
 }
 
 type compensation struct {
@@ -108,10 +112,11 @@ func newRun(ctx workflow.Context, in RemediationInput) *run {
 		approvals: workflow.GetSignalChannel(ctx, SignalApproval),
 		audit:     newAuditor(ctx),
 		status: Status{
-			ID:        id,
-			State:     remediation.StateRunning,
-			Requester: in.Plan.Requester.String(),
-			DryRun:    in.Plan.DryRun,
+			ID:          id,
+			State:       remediation.StateRunning,
+			Requester:   in.Plan.Requester.String(),
+			RequestedBy: in.Plan.Requester,
+			DryRun:      in.Plan.DryRun,
 		},
 	}
 	if in.Plan.Validate() == nil {
@@ -176,9 +181,12 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	switch decision.Effect {
 	case remediation.EffectAllow:
 	case remediation.EffectCosign:
-		if err := r.awaitApprovals(ctx, i, decision); err != nil {
+		req, err := r.awaitApprovals(ctx, i, decision)
+		if err != nil {
 			return err
 		}
+		// The approvers' message ends with what became of the step.
+		defer func() { r.updateApprovers(i, req, true, r.stepOutcome(i)) }()
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s — approved by %s", i+1, len(r.plan.Steps), st.Description, joinNames(r.approvers(i))))
 	default:
 		st.State = remediation.StepDenied
@@ -235,6 +243,46 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	st.State = remediation.StepDone
 	r.record(ctx, remediation.AuditVerificationPassed, remediation.AuditVerificationData{AuditStep: r.stepRef(i), Observed: verified.Observed})
 	return nil
+}
+
+// stepOutcome is one line on what became of co-signed step i, for its
+// approvers' message.
+func (r *run) stepOutcome(i int) string {
+	st := r.status.Steps[i]
+	approved := "approved by " + joinNames(r.approvers(i)) + "; "
+	switch st.State {
+	case remediation.StepDone:
+		out := approved + "done"
+		if st.Verified != "" {
+			out += ", verified: " + st.Verified
+		}
+		if r.plan.DryRun {
+			out += " (dry run)"
+		}
+		return out
+	case remediation.StepFailed:
+		return approved + "failed: " + st.Error + "; the remediation is rolled back"
+	default:
+		return approved + "stopped (" + string(st.State) + ")"
+	}
+}
+
+// watchResolved records the incident's resolution when it is signalled.
+func (r *run) watchResolved(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, SignalIncidentResolved)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		for {
+			var sig IncidentResolved
+			ch.Receive(gctx, &sig)
+			if r.audit.closed {
+				return // the trail is closed: the remediation has ended
+			}
+			r.status.Resolved = &sig
+			r.record(gctx, remediation.AuditIncidentResolved, remediation.AuditResolvedData{
+				Source: sig.Source, Fingerprint: sig.Fingerprint, Trigger: sig.Trigger, At: sig.At.UTC().Format(time.RFC3339Nano)})
+			workflow.GetLogger(gctx).Info("incident resolved", "remediation", r.status.ID, "source", sig.Source, "fingerprint", sig.Fingerprint)
+		}
+	})
 }
 
 // evaluate asks the policy; any failure to get a decision is a deny (fail closed).
@@ -298,6 +346,7 @@ func (r *run) fail(ctx workflow.Context, i int, err error) (Status, error) {
 		dctx, cancel := workflow.NewDisconnectedContext(ctx)
 		defer cancel()
 		r.upsert(dctx, AttrState.ValueSet(string(state)))
+		r.flushMessages(dctx)
 		r.recordEnded(dctx)
 		r.audit.flush(dctx)
 		return r.snapshot(), temporal.NewCanceledError(r.snapshot())
@@ -356,6 +405,7 @@ func (r *run) end(ctx workflow.Context, state remediation.State, reason string) 
 		details += ": " + reason
 	}
 	workflow.SetCurrentDetails(ctx, details)
+	r.flushMessages(ctx)
 	r.recordEnded(ctx)
 	r.audit.flush(ctx)
 	final := r.snapshot()

@@ -35,6 +35,9 @@ type fakes struct {
 	records       [][]byte
 	auditFailures map[string]int
 	auditAttempts int
+	// posts and updates are the approval messages asked for, in order.
+	posts   []remediation.ApprovalRequest
+	updates []remediation.UpdateApprovalInput
 }
 
 func newFakes() *fakes {
@@ -149,6 +152,21 @@ func (f *fakes) Check(_ context.Context, in remediation.CheckApprovalInput) (rem
 	return remediation.CheckApprovalResult{Accepted: true}, nil
 }
 
+// NotifyApprovers "posts" one message per request, to a channel named after the group.
+func (f *fakes) NotifyApprovers(_ context.Context, in remediation.ApprovalRequest) (remediation.NotifyApproversResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.posts = append(f.posts, in)
+	return remediation.NotifyApproversResult{Messages: []remediation.ApprovalMessage{{Channel: "C-" + in.Group, TS: fmt.Sprintf("%d.0", len(f.posts))}}}, nil
+}
+
+func (f *fakes) UpdateApprovalMessage(_ context.Context, in remediation.UpdateApprovalInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates = append(f.updates, in)
+	return nil
+}
+
 func (f *fakes) seen() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -179,6 +197,8 @@ func newEnv(t *testing.T, f *fakes) *testsuite.TestWorkflowEnvironment {
 	reg(f.Compensate, remediation.ActivityCompensate)
 	reg(f.Check, remediation.ActivityCheckApproval)
 	reg(f.Record, remediation.ActivityRecordAudit)
+	reg(f.NotifyApprovers, remediation.ActivityNotifyApprovers)
+	reg(f.UpdateApprovalMessage, remediation.ActivityUpdateApprovalMessage)
 	env.SetTestTimeout(30 * time.Second)
 	return env
 }

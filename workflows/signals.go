@@ -1,6 +1,10 @@
 package workflows
 
-import "github.com/reins-dev/reins/remediation"
+import (
+	"time"
+
+	"github.com/reins-dev/reins/remediation"
+)
 
 // Names under which the workflow, its signals and its query are registered.
 // Changing one breaks running remediations and their clients.
@@ -35,8 +39,13 @@ type Status struct {
 	Reason     string            `json:"reason,omitempty"`
 	PlanDigest string            `json:"plan_digest"`
 	Requester  string            `json:"requester"`
-	DryRun     bool              `json:"dry_run,omitempty"`
-	Steps      []StepStatus      `json:"steps"`
+	// RequestedBy is the requester in full, with the owner of an agent
+	// requester: neither may co-sign, and the gateway refuses them early.
+	RequestedBy remediation.Requester `json:"requested_by"`
+	DryRun      bool                  `json:"dry_run,omitempty"`
+	Steps       []StepStatus          `json:"steps"`
+	// Resolved is set once the incident was signalled as resolved.
+	Resolved *IncidentResolved `json:"resolved,omitempty"`
 }
 
 // StepStatus is one step's state.
@@ -67,7 +76,25 @@ type ApprovalRecord struct {
 	Group    string               `json:"group"`
 	Verdict  remediation.Verdict  `json:"verdict"`
 	Comment  string               `json:"comment,omitempty"`
-	Counted  bool                 `json:"counted"`
+	// At is when the approver signed it (as the gateway stamped it).
+	At      time.Time `json:"at,omitempty"`
+	Counted bool      `json:"counted"`
 	// Reason is why it was not counted.
 	Reason string `json:"reason,omitempty"`
+}
+
+// SignalIncidentResolved tells a remediation that its incident resolved (for
+// example Alertmanager sent the alert as resolved). The remediation records
+// it; it does not stop on its own. Payload: IncidentResolved.
+const SignalIncidentResolved = "incident-resolved"
+
+// IncidentResolved is the payload of SignalIncidentResolved.
+type IncidentResolved struct {
+	// Source and Fingerprint identify the incident as the event named it.
+	Source      string `json:"source"`
+	Fingerprint string `json:"fingerprint"`
+	// Trigger is the intake trigger that matched the event.
+	Trigger string `json:"trigger,omitempty"`
+	// At is when the incident resolved (the event's end time, else when it arrived).
+	At time.Time `json:"at"`
 }
