@@ -18,24 +18,24 @@ import (
 const (
 	// AuditSlackRejected: a Slack interaction request whose signature,
 	// timestamp or freshness failed; nothing was signalled.
-	AuditSlackRejected = "reins.gateway.slack-rejected"
+	AuditSlackRejected = remediation.AuditGatewaySlackRejected
 	// AuditApprovalRefused: an authenticated click or CLI approval the
 	// gateway refused (outside the group, requester, already counted, decided step).
-	AuditApprovalRefused = "reins.gateway.approval-refused"
+	AuditApprovalRefused = remediation.AuditGatewayApprovalRefused
 	// AuditApprovalSignalled: an approval the gateway signed and signalled.
-	AuditApprovalSignalled = "reins.gateway.approval-signalled"
+	AuditApprovalSignalled = remediation.AuditGatewayApprovalSignalled
 	// AuditEventUnmatched: an event that matched no trigger; nothing started.
-	AuditEventUnmatched = "reins.intake.unmatched"
+	AuditEventUnmatched = remediation.AuditGatewayEventUnmatched
 	// AuditEventStarted: an event that started a remediation.
-	AuditEventStarted = "reins.intake.started"
+	AuditEventStarted = remediation.AuditGatewayEventStarted
 	// AuditEventDuplicate: an event that joined a running remediation.
-	AuditEventDuplicate = "reins.intake.duplicate"
+	AuditEventDuplicate = remediation.AuditGatewayEventDuplicate
 	// AuditEventResolved: a resolved alert, signalled to its remediation.
-	AuditEventResolved = "reins.intake.resolved"
+	AuditEventResolved = remediation.AuditGatewayEventResolved
 	// AuditAgentRefused: an agent call refused (authentication, rate, bad plan).
-	AuditAgentRefused = "reins.agent.refused"
+	AuditAgentRefused = remediation.AuditGatewayAgentRefused
 	// AuditAgentStarted: a plan an agent proposed, started.
-	AuditAgentStarted = "reins.agent.started"
+	AuditAgentStarted = remediation.AuditGatewayAgentStarted
 )
 
 // AuditSink stores audit records (package audit has the NATS, file and

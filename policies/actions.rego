@@ -3,26 +3,27 @@
 # An environment or an action that is not listed is denied.
 package reins.policy
 
-deny contains action_denial
+deny contains msg if {
+	permitted == false
+	msg := action_denial
+}
 
 # action_denial says why the environment's action list does not permit the
-# step; undefined when it does.
+# step.
 action_denial := sprintf("environment %q has no policy: reins acts only in %s", [env_name, concat(", ", object.keys(object.get(cfg, "environments", {})))]) if {
 	not env_cfg
 } else := sprintf("%s is not permitted in %s (permitted: %s)", [step_action, env_name, concat(", ", object.keys(object.get(env_cfg, "actions", {})))]) if {
 	not action_rule
-} else := sprintf("%s is forbidden in %s", [step_action, env_name]) if {
-	not permitted
-}
+} else := sprintf("%s is forbidden in %s", [step_action, env_name])
 
 cosign contains {"approvers": n, "reason": msg} if {
-	action_rule.effect == "cosign"
+	env_cfg.actions[object.get(input, ["step", "action"], "")].effect == "cosign"
 	n := object.get(action_rule, "approvers", 0)
 	msg := sprintf("%s in %s needs %s from %s", [step_action, env_name, co_signers(n), object.get(cosign_cfg, "group", "(no group set)")])
 }
 
 deny contains msg if {
 	input.step.action == "kubernetes.scale"
-	not is_number(object.get(input.step, ["params", "replicas"], null))
+	is_number(object.get(input.step, ["params", "replicas"], null)) == false
 	msg := sprintf("scaling %s needs params.replicas, the replica count to set", [target])
 }

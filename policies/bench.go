@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -17,12 +18,20 @@ type Latency struct {
 	P99  time.Duration `json:"p99"`
 	Max  time.Duration `json:"max"`
 	Mean time.Duration `json:"mean"`
+	// AllocsPerDecision and BytesPerDecision are the heap allocations of one
+	// decision, on average, and GCs the garbage collections that ran during
+	// the measurement: the slowest decisions are those a collection slowed.
+	// Other goroutines of the process count too.
+	AllocsPerDecision uint64 `json:"allocs_per_decision"`
+	BytesPerDecision  uint64 `json:"bytes_per_decision"`
+	GCs               uint32 `json:"gcs"`
 	// Decision is the last decision made, to show what was measured.
 	Decision remediation.Decision `json:"decision"`
 }
 
 func (l Latency) String() string {
-	return fmt.Sprintf("%d decisions: p50 %s, p99 %s, max %s, mean %s", l.N, l.P50, l.P99, l.Max, l.Mean)
+	return fmt.Sprintf("%d decisions: p50 %s, p99 %s, max %s, mean %s; %d allocations (%d B) per decision, %d GCs",
+		l.N, l.P50, l.P99, l.Max, l.Mean, l.AllocsPerDecision, l.BytesPerDecision, l.GCs)
 }
 
 // Measure makes n decisions on in, one after the other, and returns their
@@ -38,6 +47,8 @@ func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) 
 	durs := make([]time.Duration, n)
 	var total time.Duration
 	var d remediation.Decision
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	for i := range durs {
 		if err := ctx.Err(); err != nil {
 			return Latency{}, fmt.Errorf("measure policy decisions: stopped after %d of %d: %w", i, n, err)
@@ -47,14 +58,18 @@ func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) 
 		durs[i] = time.Since(start)
 		total += durs[i]
 	}
+	runtime.ReadMemStats(&after)
 	slices.Sort(durs)
 	return Latency{
-		N:        n,
-		P50:      percentile(durs, 50),
-		P99:      percentile(durs, 99),
-		Max:      durs[n-1],
-		Mean:     total / time.Duration(n),
-		Decision: d,
+		N:                 n,
+		P50:               percentile(durs, 50),
+		P99:               percentile(durs, 99),
+		Max:               durs[n-1],
+		Mean:              total / time.Duration(n),
+		AllocsPerDecision: (after.Mallocs - before.Mallocs) / uint64(n),
+		BytesPerDecision:  (after.TotalAlloc - before.TotalAlloc) / uint64(n),
+		GCs:               after.NumGC - before.NumGC,
+		Decision:          d,
 	}, nil
 }
 

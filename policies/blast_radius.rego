@@ -7,18 +7,16 @@
 #       quarantine.max_per_namespace            quarantines per namespace per window
 package reins.policy
 
-scale_cfg := object.get(env_cfg, "scale", {})
-
 deny contains msg if {
 	input.step.action == "kubernetes.scale"
-	min_replicas := scale_cfg.min_replicas
+	min_replicas := env_cfg.scale.min_replicas
 	input.step.params.replicas < min_replicas
 	msg := sprintf("scaling %s to %d replicas is below the minimum of %d in %s", [target, input.step.params.replicas, min_replicas, env_name])
 }
 
 deny contains msg if {
 	input.step.action == "kubernetes.scale"
-	msg := replica_change_too_large(input.state.replicas, input.step.params.replicas, scale_cfg.max_factor)
+	msg := replica_change_too_large(input.state.replicas, input.step.params.replicas, env_cfg.scale.max_factor)
 }
 
 # replica_change_too_large says why going from current to wanted replicas in
@@ -36,9 +34,12 @@ replica_change_too_large(current, wanted, factor) := msg if {
 	msg := sprintf("scaling %s from 0 to %d replicas is too far in one step: from 0 scale to at most %d", [target, wanted, factor])
 }
 
+# Without a current replica count (no state, or none in it), the limit above
+# cannot be checked: the note says so.
 notes contains msg if {
 	input.step.action == "kubernetes.scale"
-	scale_cfg.max_factor
+	is_number(object.get(input, ["state", "replicas"], null)) == false
+	env_cfg.scale.max_factor
 	msg := replica_change_skipped
 }
 

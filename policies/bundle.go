@@ -439,6 +439,18 @@ func (l *loaded) prepare(ctx context.Context) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	q, err := l.decisionQuery(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.checkConfig(ctx, c); err != nil {
+		return nil, err
+	}
+	return &prepared{digest: l.digest, dir: l.dir, query: q}, nil
+}
+
+// decisionQuery prepares the query of Entrypoint on the compiled bundle.
+func (l *loaded) decisionQuery(ctx context.Context, c *ast.Compiler) (rego.PreparedEvalQuery, error) {
 	q, err := rego.New(
 		rego.Query(Entrypoint),
 		rego.Compiler(c),
@@ -448,12 +460,9 @@ func (l *loaded) prepare(ctx context.Context) (*prepared, error) {
 		rego.StrictBuiltinErrors(true),
 	).PrepareForEval(ctx)
 	if err != nil {
-		return nil, &BundleError{Dir: l.dir, Problems: sortProblems(astProblems(cmpOr(l.dir, "embedded bundle"), err))}
+		return q, &BundleError{Dir: l.dir, Problems: sortProblems(astProblems(cmpOr(l.dir, "embedded bundle"), err))}
 	}
-	if err := l.checkConfig(ctx, c); err != nil {
-		return nil, err
-	}
-	return &prepared{digest: l.digest, dir: l.dir, query: q}, nil
+	return q, nil
 }
 
 // checkConfig evaluates ConfigProblems once and refuses the bundle if it

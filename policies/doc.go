@@ -90,7 +90,7 @@
 //	           "params": {"replicas"?, "container"?, "image"?},
 //	           "justification": "..."},
 //	  "index": 0,                            // the step's index in plan.steps
-//	  "requester": {"kind"?: "agent" | "human", "name"?: "sre-agent"},
+//	  "requester": {"kind"?: "agent" | "human", "name"?: "sre-agent", "owner"?: "alice"},
 //	  "environment": "production",
 //	  "now": "2026-06-01T12:00:00Z",         // RFC 3339
 //	  "state"?: {                            // remediation.Snapshot; absent without a cluster
@@ -177,6 +177,26 @@
 //
 // Test runs a bundle's Rego unit tests with OPA's tester and returns a Report
 // for `reins policy test [--dir DIR]`. Engine.Measure times N decisions and
-// returns p50/p99 for `reins bench policy`; TypicalInput is the input it is
-// meant for.
+// returns p50/p99, and the allocations per decision, for `reins bench
+// policy`; TypicalInput is the input it is meant for.
+//
+// The default bundle is written for OPA's evaluator (decision.rego says how),
+// and testdata/golden/decisions.json guards it: the decisions of a table of
+// inputs that fire every rule, with several variants of the data, which
+// TestDefaultBundleGolden checks one by one (go test -run
+// TestDefaultBundleGolden -update rewrites it after a change of decisions
+// that is meant).
+//
+// # Latency
+//
+// A decision of the default bundle on the typical input evaluates about 27
+// rule bodies, 55 built-in calls and 220 expressions, and allocates about
+// 450 times (25 KB). On a small 2-core machine that is a p50 of about
+// 110-180µs with OPA's evaluator (topdown), and a p99 that follows the
+// garbage collector (`reins bench policy` measures yours, with the
+// allocations and collections). OPA's fixed cost per evaluation and the
+// conversion of the input come first: a one-rule bundle takes about 12µs
+// (p50) there, and 50µs at p99 with the collector off. Partial evaluation
+// (rego.WithPartialEval) was measured and does not help this bundle: its
+// rules with else are left as they are, and the others grow.
 package policies

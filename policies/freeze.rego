@@ -6,7 +6,7 @@
 package reins.policy
 
 deny contains msg if {
-	not is_string(object.get(input, "now", null))
+	is_string(object.get(input, "now", null)) == false
 	msg := "input.now is missing: the change freezes cannot be checked"
 }
 
@@ -23,14 +23,18 @@ rollback if {
 	input.step.params.image in input.state.previous_images
 }
 
+# The two rules below go through cfg.freezes before active_freezes: with no
+# freeze in data (the usual case), they end there, without evaluating it.
 deny contains msg if {
-	some f in active_freezes
+	some f in cfg.freezes
+	f in active_freezes
 	not rollback
 	msg := sprintf("change freeze from %s to %s: %s", [f.start, f.end, object.get(f, "reason", "no reason given")])
 }
 
 notes contains msg if {
-	count(active_freezes) > 0
+	some f in cfg.freezes
+	f in active_freezes
 	msg := freeze_note
 }
 

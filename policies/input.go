@@ -71,57 +71,75 @@ func NewInput(plan remediation.Plan, index int, now time.Time, state *remediatio
 
 // The conversions below build the input's AST directly. They mirror the JSON
 // encoding of the types exactly (field names, omitempty); a test checks them
-// against encoding/json for every field.
+// against encoding/json for every field. Every decision pays for them, so they
+// allocate as little as OPA's objects allow: shared key terms, and one block
+// of value terms per object.
 
 // objectBuilder collects an object's fields; omitempty fields are left out
 // when empty.
-type objectBuilder struct{ terms [][2]*ast.Term }
-
-func (b *objectBuilder) put(key string, v ast.Value) {
-	b.terms = append(b.terms, [2]*ast.Term{keyTerm(key), ast.NewTerm(v)})
+type objectBuilder struct {
+	// items are the fields so far: ast.NewObject copies them, so they can
+	// live on the stack.
+	items [maxFields][2]*ast.Term
+	n     int
+	// values holds the value terms, allocated once for the whole object; the
+	// items point into it. Built with newObject's size, it never grows (were
+	// it to, the items already made would keep pointing into the old block,
+	// which stays valid).
+	values []ast.Term
 }
 
-// keyTerms are the field names of the input's objects, made once: building
-// an input then allocates no key. The evaluator never modifies a term.
-var keyTerms = func() map[string]*ast.Term {
-	m := map[string]*ast.Term{}
-	for _, k := range []string{
-		"plan", "step", "index", "requester", "environment", "now", "state", "history",
-		"kind", "name", "action", "target", "params", "justification",
-		"cluster", "namespace", "replicas", "container", "image",
-		"exists", "uid", "images", "previous_images", "restarted_at", "unschedulable",
-		"quarantine", "quarantine_policy", "phase", "labels",
-		"requester_actions", "requester_denials", "target_actions", "namespace_quarantines", "window_seconds",
-	} {
-		m[k] = ast.StringTerm(k)
-	}
-	return m
-}()
+// maxFields is more than the fields of any object of the input but the
+// labels (labelsValue). A type that grows past it fails the conversion tests.
+const maxFields = 16
 
-// keyTerm is the term of an object key: a shared one for the input's field
-// names, a new one for other keys (labels).
-func keyTerm(k string) *ast.Term {
-	if t, ok := keyTerms[k]; ok {
-		return t
-	}
-	return ast.InternedTerm(k)
+// newObject starts an object of at most n fields.
+func newObject(n int) objectBuilder {
+	return objectBuilder{values: make([]ast.Term, 0, n)}
 }
 
-func (b *objectBuilder) str(key, v string) { b.put(key, ast.String(v)) }
+func (b *objectBuilder) put(key *ast.Term, v ast.Value) {
+	b.values = append(b.values, ast.Term{Value: v})
+	b.items[b.n] = [2]*ast.Term{key, &b.values[len(b.values)-1]}
+	b.n++
+}
 
-func (b *objectBuilder) strOmitEmpty(key, v string) {
+func (b *objectBuilder) str(key *ast.Term, v string) { b.put(key, ast.String(v)) }
+
+func (b *objectBuilder) strOmitEmpty(key *ast.Term, v string) {
 	if v != "" {
 		b.str(key, v)
 	}
 }
 
-func (b *objectBuilder) object() ast.Object { return ast.NewObject(b.terms...) }
+func (b *objectBuilder) object() ast.Object { return ast.NewObject(b.items[:b.n]...) }
+
+// The field names of the input's objects, made once: building an input
+// allocates no key but the labels'. The evaluator never modifies a term.
+var (
+	keyKind, keyName, keyOwner = ast.StringTerm("kind"), ast.StringTerm("name"), ast.StringTerm("owner")
+
+	keyAction, keyTarget, keyParams, keyJustification = ast.StringTerm("action"), ast.StringTerm("target"), ast.StringTerm("params"), ast.StringTerm("justification")
+	keyCluster, keyNamespace                          = ast.StringTerm("cluster"), ast.StringTerm("namespace")
+	keyReplicas, keyContainer, keyImage               = ast.StringTerm("replicas"), ast.StringTerm("container"), ast.StringTerm("image")
+
+	keyExists, keyUID, keyImages, keyPreviousImages = ast.StringTerm("exists"), ast.StringTerm("uid"), ast.StringTerm("images"), ast.StringTerm("previous_images")
+	keyRestartedAt, keyUnschedulable                = ast.StringTerm("restarted_at"), ast.StringTerm("unschedulable")
+	keyQuarantine, keyQuarantinePolicy              = ast.StringTerm("quarantine"), ast.StringTerm("quarantine_policy")
+	keyPhase, keyLabels                             = ast.StringTerm("phase"), ast.StringTerm("labels")
+
+	keyRequesterActions, keyRequesterDenials  = ast.StringTerm("requester_actions"), ast.StringTerm("requester_denials")
+	keyTargetActions, keyNamespaceQuarantines = ast.StringTerm("target_actions"), ast.StringTerm("namespace_quarantines")
+	keyWindowSeconds                          = ast.StringTerm("window_seconds")
+)
 
 func intValue(n int) ast.Value { return ast.InternedTerm(n).Value }
 
 // value is the input's AST, equal to the JSON encoding of in. It is an OPA
 // lazy object whose fields are built here, except the plan: policies seldom
-// read it, so it is converted (through encoding/json) only if one does.
+// read it, so it is converted (through encoding/json) only if one does. (A
+// plain object would not do: building one hashes every field, the plan
+// included, which converts it.)
 func (in Input) value() ast.Value {
 	fields := make(map[string]any, 8)
 	fields["plan"] = in.Plan
@@ -140,82 +158,90 @@ func (in Input) value() ast.Value {
 }
 
 func requesterValue(r remediation.Requester) ast.Value {
-	b := objectBuilder{terms: make([][2]*ast.Term, 0, 2)}
-	b.strOmitEmpty("kind", r.Kind)
-	b.strOmitEmpty("name", r.Name)
+	b := newObject(3)
+	b.strOmitEmpty(keyKind, r.Kind)
+	b.strOmitEmpty(keyName, r.Name)
+	b.strOmitEmpty(keyOwner, r.Owner)
 	return b.object()
 }
 
 func stepValue(s remediation.Step) ast.Value {
-	b := objectBuilder{terms: make([][2]*ast.Term, 0, 4)}
-	b.str("action", string(s.Action))
-	t := objectBuilder{terms: make([][2]*ast.Term, 0, 4)}
-	t.strOmitEmpty("cluster", s.Target.Cluster)
-	t.strOmitEmpty("namespace", s.Target.Namespace)
-	t.str("kind", s.Target.Kind)
-	t.str("name", s.Target.Name)
-	b.put("target", t.object())
+	b := newObject(4)
+	b.str(keyAction, string(s.Action))
+	t := newObject(4)
+	t.strOmitEmpty(keyCluster, s.Target.Cluster)
+	t.strOmitEmpty(keyNamespace, s.Target.Namespace)
+	t.str(keyKind, s.Target.Kind)
+	t.str(keyName, s.Target.Name)
+	b.put(keyTarget, t.object())
 	// Params is a struct: encoding/json's omitempty never leaves it out.
-	p := objectBuilder{terms: make([][2]*ast.Term, 0, 3)}
+	p := newObject(3)
 	if s.Params.Replicas != nil {
-		p.put("replicas", intValue(int(*s.Params.Replicas)))
+		p.put(keyReplicas, intValue(int(*s.Params.Replicas)))
 	}
-	p.strOmitEmpty("container", s.Params.Container)
-	p.strOmitEmpty("image", s.Params.Image)
-	b.put("params", p.object())
-	b.str("justification", s.Justification)
+	p.strOmitEmpty(keyContainer, s.Params.Container)
+	p.strOmitEmpty(keyImage, s.Params.Image)
+	b.put(keyParams, p.object())
+	b.str(keyJustification, s.Justification)
 	return b.object()
 }
 
 func snapshotValue(s remediation.Snapshot) ast.Value {
-	b := objectBuilder{terms: make([][2]*ast.Term, 0, 6)}
-	b.put("exists", ast.Boolean(s.Exists))
-	b.strOmitEmpty("uid", s.UID)
+	b := newObject(11)
+	b.put(keyExists, ast.Boolean(s.Exists))
+	b.strOmitEmpty(keyUID, s.UID)
 	if s.Replicas != nil {
-		b.put("replicas", intValue(int(*s.Replicas)))
+		b.put(keyReplicas, intValue(int(*s.Replicas)))
 	}
 	if len(s.Images) > 0 {
 		imgs := make([]*ast.Term, len(s.Images))
 		for i, c := range s.Images {
-			ci := objectBuilder{terms: make([][2]*ast.Term, 0, 2)}
-			ci.str("container", c.Container)
-			ci.str("image", c.Image)
+			ci := newObject(2)
+			ci.str(keyContainer, c.Container)
+			ci.str(keyImage, c.Image)
 			imgs[i] = ast.NewTerm(ci.object())
 		}
-		b.put("images", ast.NewArray(imgs...))
+		b.put(keyImages, ast.NewArray(imgs...))
 	}
 	if len(s.PreviousImages) > 0 {
 		prev := make([]*ast.Term, len(s.PreviousImages))
 		for i, img := range s.PreviousImages {
 			prev[i] = ast.StringTerm(img)
 		}
-		b.put("previous_images", ast.NewArray(prev...))
+		b.put(keyPreviousImages, ast.NewArray(prev...))
 	}
-	b.strOmitEmpty("restarted_at", s.RestartedAt)
+	b.strOmitEmpty(keyRestartedAt, s.RestartedAt)
 	if s.Unschedulable != nil {
-		b.put("unschedulable", ast.Boolean(*s.Unschedulable))
+		b.put(keyUnschedulable, ast.Boolean(*s.Unschedulable))
 	}
-	b.strOmitEmpty("quarantine", s.Quarantine)
+	b.strOmitEmpty(keyQuarantine, s.Quarantine)
 	if s.QuarantinePolicy {
-		b.put("quarantine_policy", ast.Boolean(true))
+		b.put(keyQuarantinePolicy, ast.Boolean(true))
 	}
-	b.strOmitEmpty("phase", s.Phase)
+	b.strOmitEmpty(keyPhase, s.Phase)
 	if len(s.Labels) > 0 {
-		labels := objectBuilder{terms: make([][2]*ast.Term, 0, len(s.Labels))}
-		for k, v := range s.Labels {
-			labels.str(k, v)
-		}
-		b.put("labels", labels.object())
+		b.put(keyLabels, labelsValue(s.Labels))
 	}
 	return b.object()
 }
 
+// labelsValue is an object of any size, unlike the others.
+func labelsValue(labels map[string]string) ast.Value {
+	items := make([][2]*ast.Term, 0, len(labels))
+	values := make([]ast.Term, 0, len(labels))
+	for k, v := range labels {
+		values = append(values, ast.Term{Value: ast.String(v)})
+		items = append(items, [2]*ast.Term{ast.StringTerm(k), &values[len(values)-1]})
+	}
+	return ast.NewObject(items...)
+}
+
 func (h History) value() ast.Value {
-	b := objectBuilder{terms: make([][2]*ast.Term, 0, 5)}
-	b.put("requester_actions", intValue(h.RequesterActions))
-	b.put("requester_denials", intValue(h.RequesterDenials))
-	b.put("target_actions", intValue(h.TargetActions))
-	b.put("namespace_quarantines", intValue(h.NamespaceQuarantines))
-	b.put("window_seconds", intValue(h.WindowSeconds))
+	b := newObject(5)
+	b.put(keyRequesterActions, intValue(h.RequesterActions))
+	b.put(keyRequesterDenials, intValue(h.RequesterDenials))
+	b.put(keyTargetActions, intValue(h.TargetActions))
+	b.put(keyNamespaceQuarantines, intValue(h.NamespaceQuarantines))
+	b.put(keyWindowSeconds, intValue(h.WindowSeconds))
 	return b.object()
 }

@@ -3,6 +3,8 @@ package policies
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -31,19 +33,67 @@ func jsonValue(t *testing.T, in Input) ast.Value {
 	return val
 }
 
-func TestInputValueMatchesJSON(t *testing.T) {
+// fullInput is an input with every field set (TestFullInputSetsEveryField
+// keeps it so), for the conversion to show each one.
+func fullInput() Input {
 	full := TypicalInput()
 	full.Plan.ID = "rem-1"
 	full.Plan.DryRun = true
+	full.Plan.Requester.Owner = "alice"
 	full.Plan.Steps = append(full.Plan.Steps,
 		remediation.Step{Action: remediation.ActionCordon, Target: remediation.Target{Kind: remediation.KindNode, Name: "n-17"}, Justification: "disk pressure on n-17"},
 		remediation.Step{Action: remediation.ActionSetImage, Target: remediation.Target{Cluster: "c", Namespace: "shop", Kind: remediation.KindDeployment, Name: "checkout"},
 			Params: remediation.Params{Container: "app", Image: "registry.example/checkout:v1.4.2"}, Justification: "roll back"})
+	full.Requester = full.Plan.Requester
+	full.Step.Params.Container = "app"
+	full.Step.Params.Image = "registry.example/checkout:v1.5.1"
 	full.State.RestartedAt = "2026-06-01T11:00:00Z"
 	full.State.Unschedulable = ptr(false)
 	full.State.Quarantine = "true"
 	full.State.QuarantinePolicy = true
 	full.State.Phase = "Running"
+	full.History.RequesterDenials = 1
+	full.History.NamespaceQuarantines = 1
+	return full
+}
+
+// TestFullInputSetsEveryField fails when a type the input is built from by
+// hand gains a field: set it in fullInput, and build it in input.go.
+func TestFullInputSetsEveryField(t *testing.T) {
+	full := fullInput()
+	// The plan is converted through encoding/json: it needs no check.
+	for name, v := range map[string]any{
+		"step": full.Step, "requester": full.Requester, "state": *full.State, "history": *full.History,
+	} {
+		assertAllSet(t, name, reflect.ValueOf(v))
+	}
+}
+
+func assertAllSet(t *testing.T, path string, v reflect.Value) {
+	t.Helper()
+	if v.IsZero() {
+		t.Errorf("fullInput leaves %s unset", path)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			assertAllSet(t, path+"."+v.Type().Field(i).Name, v.Field(i))
+		}
+	case reflect.Pointer:
+		// Set is enough: *bool false is a value.
+		if v.Elem().Kind() == reflect.Struct {
+			assertAllSet(t, path, v.Elem())
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			assertAllSet(t, fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+		}
+	}
+}
+
+func TestInputValueMatchesJSON(t *testing.T) {
+	full := fullInput()
 
 	zeroReplicas := TypicalInput()
 	zeroReplicas.Step.Params.Replicas = ptr(int32(0))

@@ -3,6 +3,6 @@
 package reins.policy
 
 deny contains msg if {
-	target_namespace in cfg.protected_namespaces
+	object.get(object.get(input, ["step", "target"], {}), "namespace", "") in cfg.protected_namespaces
 	msg := sprintf("namespace %q is protected: reins never changes it", [target_namespace])
 }

@@ -4,21 +4,22 @@
 package reins.policy
 
 deny contains msg if {
-	not requester_kind in {"agent", "human"}
-	msg := sprintf("requester kind %q is neither \"agent\" nor \"human\": reins cannot tell which limits apply", [requester_kind])
+	object.get(input, ["requester", "kind"], "") != "agent"
+	object.get(input, ["requester", "kind"], "") != "human"
+	msg := sprintf("requester kind %q is neither \"agent\" nor \"human\": reins cannot tell which limits apply", [object.get(input, ["requester", "kind"], "")])
 }
 
 deny contains msg if {
 	input.requester.kind == "agent"
-	not cfg.agents[requester_name]
+	object.get(cfg, ["agents", object.get(input, ["requester", "name"], "")], false) == false
 	msg := sprintf("agent %q is unknown: list it and its scope under agents in the policy data", [requester_name])
 }
 
 deny contains msg if {
 	input.requester.kind == "agent"
-	scope := cfg.agents[requester_name]
-	object.get(step_target, "kind", "") != "Node"
-	not target_namespace in object.get(scope, "namespaces", [])
+	scope := cfg.agents[object.get(input, ["requester", "name"], "")]
+	object.get(object.get(input, ["step", "target"], {}), "kind", "") != "Node"
+	not object.get(object.get(input, ["step", "target"], {}), "namespace", "") in object.get(scope, "namespaces", [])
 	msg := sprintf("agent %q may not act in namespace %q; its scope is: %s", [requester_name, target_namespace, concat(", ", object.get(scope, "namespaces", []))])
 }
 

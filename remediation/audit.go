@@ -96,6 +96,21 @@ const (
 	AuditEnded = "reins.remediation.ended"
 )
 
+// Record types of the gateway's own chain (subject "gateway"): package
+// gateway documents and records them.
+const (
+	AuditGatewaySlackRejected     = "reins.gateway.slack-rejected"
+	AuditGatewayApprovalRefused   = "reins.gateway.approval-refused"
+	AuditGatewayApprovalSignalled = "reins.gateway.approval-signalled"
+	AuditGatewayEventUnmatched    = "reins.intake.unmatched"
+	AuditGatewayEventStarted      = "reins.intake.started"
+	AuditGatewayEventDuplicate    = "reins.intake.duplicate"
+	AuditGatewayEventResolved     = "reins.intake.resolved"
+	AuditGatewayEventRefused      = "reins.intake.refused"
+	AuditGatewayAgentRefused      = "reins.agent.refused"
+	AuditGatewayAgentStarted      = "reins.agent.started"
+)
+
 // AuditTypes lists every record type.
 func AuditTypes() []string {
 	return []string{
@@ -104,6 +119,9 @@ func AuditTypes() []string {
 		AuditCredentialIssued, AuditCredentialRevoked, AuditCredentialRevokeFailed, AuditActionApplied, AuditActionFailed,
 		AuditVerificationPassed, AuditVerificationFailed,
 		AuditCompensationApplied, AuditCompensationFailed, AuditCompensationSkipped, AuditIncidentResolved, AuditEnded,
+		AuditGatewaySlackRejected, AuditGatewayApprovalRefused, AuditGatewayApprovalSignalled,
+		AuditGatewayEventUnmatched, AuditGatewayEventStarted, AuditGatewayEventDuplicate, AuditGatewayEventResolved, AuditGatewayEventRefused,
+		AuditGatewayAgentRefused, AuditGatewayAgentStarted,
 	}
 }
 

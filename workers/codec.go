@@ -53,6 +53,8 @@ type GatewayConfig struct {
 	// CORSOrigins may call the codec endpoints from a browser. Default: the
 	// origin of temporal_ui.
 	CORSOrigins []string `json:"cors_origins"`
+	// TLS serves HTTPS and verifies client certificates (see GatewayTLS). Default: plain HTTP.
+	TLS GatewayTLS `json:"tls"`
 }
 
 // GatewayToken reads the gateway's token: $REINS_GATEWAY_TOKEN, else the file.

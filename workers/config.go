@@ -100,8 +100,13 @@ type ApprovalConfig struct {
 	// worker accepts, by key ID.
 	TrustedKeys map[string]string `json:"trusted_keys"`
 	// SigningKeyFile holds the private key (base64 of the 64-byte Ed25519
-	// key) that signs approvals; only the gateway and the approving CLI need it.
+	// key) that signs approvals; only the gateway needs it.
 	SigningKeyFile string `json:"signing_key_file"`
+	// SigningKeyVault is where the key is instead kept in Vault: the API
+	// path of a KV v2 secret (e.g. "secret/data/reins/gateway") whose field
+	// "signing_key" holds the same base64 text. The gateway reads it once
+	// when it starts, with the vault section's client.
+	SigningKeyVault string `json:"signing_key_vault"`
 	// SigningKeyID names that key. Default "gateway".
 	SigningKeyID string `json:"signing_key_id"`
 }
@@ -168,6 +173,7 @@ func (c *Config) applyEnv() {
 		c.Identity.Name = os.Getenv("USER")
 	}
 	c.Audit.applyEnv()
+	c.Client.applyEnv()
 	set(&c.Credentials, EnvCredentials)
 	set(&c.Codec.KeyFile, EnvCodecKeyFile)
 }
@@ -195,10 +201,12 @@ func (c Config) Validate() error {
 	if _, err := c.Approvals.PublicKeys(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Approvals.validateSigningKey()...)
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.validateCredentials()...)
 	errs = append(errs, c.validateCodec()...)
 	errs = append(errs, c.Clients.validate()...)
+	errs = append(errs, c.Gateway.TLS.validate(c.Clients)...)
 	errs = append(errs, c.Slack.validate()...)
 	errs = append(errs, c.Intake.validate()...)
 	errs = append(errs, c.Client.validate()...)
@@ -227,9 +235,5 @@ func (a ApprovalConfig) SigningKey() (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config approvals.signing_key_file: %w", err)
 	}
-	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil || len(b) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("config approvals.signing_key_file %s: must hold the base64 of a %d-byte Ed25519 private key", a.SigningKeyFile, ed25519.PrivateKeySize)
-	}
-	return ed25519.PrivateKey(b), nil
+	return parseSigningKey(string(data), "config approvals.signing_key_file "+a.SigningKeyFile)
 }

@@ -13,12 +13,14 @@ import (
 	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/reins-dev/reins/activities"
 	"github.com/reins-dev/reins/policies"
+	"github.com/reins-dev/reins/workflows"
 )
 
 // DialTemporal connects to Temporal following Temporal's environment
@@ -31,6 +33,8 @@ func DialTemporal(ctx context.Context, logger *slog.Logger, cfg Config) (sdkclie
 		return nil, fmt.Errorf("load Temporal client settings (TEMPORAL_* variables, temporal.toml): %w", err)
 	}
 	opts.Logger = log.NewStructuredLogger(logger)
+	// Lets workflows.Start tell a started remediation from a joined one.
+	opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, grpc.WithChainUnaryInterceptor(workflows.StartedInterceptor))
 	if err := cfg.TemporalOptions(&opts, logger); err != nil {
 		return nil, err
 	}
@@ -101,6 +105,11 @@ func NewWorker(cfg Config, c sdkclient.Client, kube kubernetes.Interface, logger
 	if err != nil {
 		return nil, err
 	}
+	slack, err := cfg.SlackActivity()
+	if err != nil {
+		_ = sinks.Close()
+		return nil, err
+	}
 	w := worker.New(c, cfg.TaskQueue, worker.Options{})
 	RegisterWorkflows(w)
 	RegisterActivities(w, Activities{
@@ -108,6 +117,7 @@ func NewWorker(cfg Config, c sdkclient.Client, kube kubernetes.Interface, logger
 		Kubernetes: &activities.Kubernetes{Reader: kube, Writers: writers},
 		Approvals:  &activities.Approvals{Keys: keys},
 		Audit:      &activities.Audit{Sinks: sinks.Sinks},
+		Slack:      slack,
 	})
 	return &Worker{worker: w, engine: engine, logger: logger, audit: sinks, background: background}, nil
 }

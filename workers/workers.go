@@ -25,6 +25,9 @@ type Activities struct {
 	Kubernetes *activities.Kubernetes
 	Approvals  *activities.Approvals
 	Audit      *activities.Audit
+	// Slack posts co-signature requests; without Slack configured it posts
+	// nothing and tells approvers to use reins approve.
+	Slack *activities.Slack
 }
 
 // RegisterActivities registers every activity under its explicit name.
@@ -37,4 +40,10 @@ func RegisterActivities(r worker.ActivityRegistry, a Activities) {
 	reg(a.Kubernetes.Compensate, remediation.ActivityCompensate)
 	reg(a.Approvals.Check, remediation.ActivityCheckApproval)
 	reg(a.Audit.Record, remediation.ActivityRecordAudit)
+	slack := a.Slack
+	if slack == nil {
+		slack = &activities.Slack{}
+	}
+	reg(slack.NotifyApprovers, remediation.ActivityNotifyApprovers)
+	reg(slack.UpdateApprovalMessage, remediation.ActivityUpdateApprovalMessage)
 }

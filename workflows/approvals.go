@@ -147,7 +147,7 @@ func (r *run) approvalRequest(ctx workflow.Context, i int, decision remediation.
 	req := remediation.ApprovalRequest{
 		StepRef: r.ref(i), Steps: len(r.plan.Steps), Digest: r.status.Steps[i].Digest, Decision: decision,
 		Explanation: r.plan.Explanation, Group: decision.Group, Needed: decision.Approvers,
-		Deadline: workflow.Now(ctx).Add(timeout).UTC(),
+		Deadline:     workflow.Now(ctx).Add(timeout).UTC(),
 		Compensation: "restore the state read just before acting",
 	}
 	if step.Action.Irreversible() {

@@ -2,13 +2,17 @@ package workflows
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc"
 
 	"github.com/reins-dev/reins/remediation"
 )
@@ -18,7 +22,13 @@ import (
 
 // Start validates the plan and starts its remediation on taskQueue. The
 // workflow ID is plan.WorkflowID(): a plan for an incident that already has a
-// running remediation joins it (joined is true) instead of starting another.
+// running remediation joins it (joined is true) instead of starting another
+// (conflict policy "use existing", in one request).
+//
+// joined is exact: on a client whose connection has StartedInterceptor
+// (workers.DialTemporal installs it), from Temporal's answer to the start;
+// on any other client, from the run's MemoStartRequest, which only the
+// request that started the run could have set (one more request).
 // A plan that fails validation starts nothing.
 func Start(ctx context.Context, c sdkclient.Client, taskQueue string, in RemediationInput) (run sdkclient.WorkflowRun, joined bool, err error) {
 	if err := in.Plan.Validate(); err != nil {
@@ -36,16 +46,72 @@ func Start(ctx context.Context, c sdkclient.Client, taskQueue string, in Remedia
 		StaticSummary:            fmt.Sprintf("%s in %s, requested by %s: %s", in.Plan.Incident.Fingerprint, in.Plan.Environment, in.Plan.Requester, summary),
 		StaticDetails:            planDetails(in.Plan),
 	}
-	// Whether a remediation of this ID is already running; informational only:
-	// the conflict policy is what makes a racing duplicate join.
-	if desc, err := c.DescribeWorkflow(ctx, opts.ID, ""); err == nil {
-		joined = desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
-	}
-	run, err = c.ExecuteWorkflow(ctx, opts, RemediationWorkflowName, in)
+	request := rand.Text()
+	opts.Memo = map[string]any{MemoStartRequest: request}
+	report := &startReport{}
+	run, err = c.ExecuteWorkflow(context.WithValue(ctx, startReportKey{}, report), opts, RemediationWorkflowName, in)
 	if err != nil {
 		return nil, false, fmt.Errorf("start remediation %s: %w", opts.ID, err)
 	}
-	return run, joined, nil
+	if started, ok := report.get(); ok {
+		return run, !started, nil
+	}
+	desc, err := c.DescribeWorkflow(ctx, opts.ID, run.GetRunID())
+	if err != nil {
+		return run, false, fmt.Errorf("remediation %s is running, but whether this request started it is unknown: %w", opts.ID, err)
+	}
+	var got string
+	if err := desc.GetMemoValue(MemoStartRequest, &got); err != nil && !errors.Is(err, temporal.ErrNoData) {
+		return run, false, fmt.Errorf("remediation %s is running, but whether this request started it is unknown: memo %s: %w", opts.ID, MemoStartRequest, err)
+	}
+	return run, got != request, nil
+}
+
+// MemoStartRequest is the memo field holding a random ID of the request
+// that started the remediation's run (see Start).
+const MemoStartRequest = "reins.start-request"
+
+// startReport is where StartedInterceptor puts Temporal's answer for the
+// start whose context carries it.
+type startReport struct {
+	// state is 0 before the answer, 1 for "started", 2 for "already running".
+	state atomic.Int32
+}
+
+type startReportKey struct{}
+
+func (r *startReport) get() (started, ok bool) {
+	switch r.state.Load() {
+	case 1:
+		return true, true
+	case 2:
+		return false, true
+	}
+	return false, false
+}
+
+// StartedInterceptor is a gRPC unary client interceptor for Temporal
+// clients (sdkclient.Options.ConnectionOptions.DialOptions, with
+// grpc.WithChainUnaryInterceptor): it passes Temporal's answer to a
+// StartWorkflowExecution request made by Start, whether it started a new
+// run or returned the running one, back to Start. Other calls pass through
+// untouched.
+func StartedInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+		return err
+	}
+	report, ok := ctx.Value(startReportKey{}).(*startReport)
+	if !ok {
+		return nil
+	}
+	if resp, ok := reply.(*workflowservice.StartWorkflowExecutionResponse); ok {
+		state := int32(2)
+		if resp.GetStarted() {
+			state = 1
+		}
+		report.state.Store(state)
+	}
+	return nil
 }
 
 // Result waits for the remediation to end and returns its final Status. err

@@ -45,7 +45,7 @@ func TestExplainRecordedHistory(t *testing.T) {
 	if e.End == nil || e.End.State != remediation.StateDenied || e.WorkflowStatus != "Failed" || e.ClosedAt == nil {
 		t.Fatalf("end %+v, workflow %s", e.End, e.WorkflowStatus)
 	}
-	if !e.Audit.Intact || e.Audit.Records != 10 || len(e.Timeline) != 10 {
+	if !e.Audit.Intact || e.Audit.Records != 11 || len(e.Timeline) != 11 {
 		t.Errorf("audit %+v, %d timeline entries", e.Audit, len(e.Timeline))
 	}
 	s0, s1 := e.Steps[0], e.Steps[1]

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
@@ -22,56 +28,105 @@ func newApproveCmd(g *globals, verb string) *cobra.Command {
 	var (
 		step    int
 		comment string
+		digest  string
 	)
 	verdict := remediation.VerdictApprove
-	short := "Co-sign a step awaiting approval, as your configured identity"
+	short := "Co-sign a step awaiting approval, through the gateway, as your client token's identity"
 	if verb == "deny" {
 		verdict = remediation.VerdictDeny
-		short = "Deny a step awaiting approval: the remediation is denied and undone"
+		short = "Deny a step awaiting approval, through the gateway: the remediation is denied and undone"
 	}
 	cmd := &cobra.Command{
 		Use:   verb + " ID --step N",
 		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Long: short + `.
+
+The gateway (client.url or REINS_GATEWAY_URL) authenticates you by your client
+token (client.token_file or REINS_CLIENT_TOKEN), checks that you may decide the
+step (in its approver group, not its requester, not already counted), signs
+the approval with its key and signals it. A refusal exits 1 with the reason.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			cfg, err := workers.Load(g.configPath)
 			if err != nil {
 				return err
 			}
-			key, err := cfg.Approvals.SigningKey()
-			if err != nil {
-				return err
-			}
-			c, err := workers.DialTemporal(ctx, g.logger(), cfg)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := workflows.GetStatus(ctx, c, args[0])
-			if err != nil {
-				return err
-			}
-			a, err := approvalFor(st, step, cfg.Identity, verdict, comment)
+			base, err := cfg.Client.BaseURL()
 			if err != nil {
 				return &exitCode{exitError, err}
 			}
-			a = a.Sign(cfg.Approvals.SigningKeyID, key)
-			if err := workflows.Approve(ctx, c, a); err != nil {
+			token, err := cfg.Client.Token()
+			if err != nil {
+				return &exitCode{exitError, err}
+			}
+			req := gateway.ApprovalRequest{Step: &step, Verdict: verdict, Comment: comment, Digest: digest}
+			res, err := postApproval(cmd.Context(), base, token, args[0], req)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s of step %d of %s sent as %s (group %s); reins status %s shows whether it counted\n",
-				verdict, step, st.ID, a.Approver.ID, a.Group, st.ID)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s of step %d of %s signalled as %s (group %s); reins status %s shows whether it counted\n",
+				res.Verdict, res.Step, res.Remediation, res.Approver, res.Group, res.Remediation)
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&step, "step", -1, "index of the step (as reins status shows it)")
 	cmd.Flags().StringVar(&comment, "comment", "", "a note recorded with the decision")
+	cmd.Flags().StringVar(&digest, "digest", "", "the digest of the step you reviewed (reins status -o json shows it): refused if the step is another version")
+	_ = cmd.MarkFlagRequired("step")
 	return cmd
 }
 
+// maxGatewayAnswer bounds what is read of the gateway's answer.
+const maxGatewayAnswer = 64 << 10
+
+// postApproval posts req for remediation id to the gateway at base. A
+// refusal or a rejected token is an exitCode error carrying the gateway's
+// reason.
+func postApproval(ctx context.Context, base, token, id string, req gateway.ApprovalRequest) (gateway.ApprovalResponse, error) {
+	var res gateway.ApprovalResponse
+	body, err := json.Marshal(req)
+	if err != nil {
+		return res, fmt.Errorf("encode approval: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, base+gateway.ApprovalsPath(id), bytes.NewReader(body))
+	if err != nil {
+		return res, fmt.Errorf("gateway request: %w", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		return res, fmt.Errorf("reach the gateway at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxGatewayAnswer))
+	if err != nil {
+		return res, fmt.Errorf("read the gateway's answer: %w", err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(data, &res); err != nil || !res.Signalled {
+			return res, fmt.Errorf("the gateway at %s answered 200 but not with an approval: %.200s", base, data)
+		}
+		return res, nil
+	}
+	var p gateway.Problem
+	if json.Unmarshal(data, &p) != nil || p.Detail == "" {
+		return res, fmt.Errorf("the gateway at %s answered %s: %.200s", base, resp.Status, data)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return res, &exitCode{exitError, fmt.Errorf("the gateway did not accept your client token (client.token_file or %s): %s", workers.EnvClientToken, p.Detail)}
+	case resp.StatusCode >= 500:
+		return res, fmt.Errorf("gateway: %s", p.Detail)
+	}
+	return res, &exitCode{exitError, fmt.Errorf("%s refused: %s", req.Verdict, p.Detail)}
+}
+
 // approvalFor builds the approval of step for who, refusing early what the
-// workflow would not count anyway.
+// workflow would not count anyway; `reins dev` signs it with the dev key to
+// approve its demo in process.
 func approvalFor(st workflows.Status, step int, who workers.Identity, verdict remediation.Verdict, comment string) (remediation.Approval, error) {
 	if step < 0 || step >= len(st.Steps) {
 		return remediation.Approval{}, fmt.Errorf("--step %d: remediation %s has steps 0 to %d", step, st.ID, len(st.Steps)-1)

@@ -33,6 +33,6 @@ func newBenchCmd(g *globals) *cobra.Command {
 	}
 	policy.Flags().IntVarP(&n, "n", "n", 20000, "decisions to measure")
 	policy.Flags().StringVar(&dir, "dir", "", "bundle folder (default: the built-in bundle)")
-	cmd.AddCommand(policy, newBenchCredentialsCmd(g), newBenchCodecCmd(g))
+	cmd.AddCommand(policy, newBenchCredentialsCmd(g), newBenchCodecCmd(g), newBenchIntakeCmd(g))
 	return cmd
 }

@@ -84,14 +84,18 @@ func startDevGateway(ctx context.Context, cfg workers.Config, logger *slog.Logge
 			return fmt.Errorf("write the gateway token: %w", err)
 		}
 	}
-	srv, err := newGateway(cfg, logger)
+	srv, stop, err := newGateway(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
 	if err != nil {
+		stop()
 		return fmt.Errorf("gateway (--gateway-port): %w", err)
 	}
-	go serveGateway(ctx, srv, ln, logger)
+	go func() {
+		serveGateway(ctx, srv, ln, logger)
+		stop()
+	}()
 	return nil
 }

@@ -35,10 +35,11 @@ Temporal UI's origin (gateway.cors_origins, default that of temporal_ui).`,
 				cfg.Gateway.Listen = listen
 			}
 			logger := g.logger()
-			srv, err := newGateway(cfg, logger)
+			srv, stop, err := newGateway(cmd.Context(), cfg, logger)
 			if err != nil {
 				return err
 			}
+			defer stop()
 			ln, err := net.Listen("tcp", gatewayListen(cfg))
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
@@ -70,20 +71,30 @@ func gatewayOrigins(cfg workers.Config) []string {
 	return []string{u.Scheme + "://" + u.Host}
 }
 
-// newGateway builds the gateway from the config.
-func newGateway(cfg workers.Config, logger *slog.Logger) (*gateway.Server, error) {
+// newGateway builds the gateway from the config, its doors running until
+// ctx ends; call stop once it no longer serves.
+func newGateway(ctx context.Context, cfg workers.Config, logger *slog.Logger) (srv *gateway.Server, stop func(), err error) {
 	pc, err := cfg.PayloadCodec(logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if pc == nil {
-		return nil, errors.New("gateway: the payload codec is off; set codec.transit_key or codec.key_file (the same as the workers')")
+		return nil, nil, errors.New("gateway: the payload codec is off; set codec.transit_key or codec.key_file (the same as the workers')")
 	}
 	token, err := cfg.Gateway.GatewayToken()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return gateway.New(gateway.Options{Codec: pc, Token: token, CORSOrigins: gatewayOrigins(cfg), Logger: logger})
+	srv, err = gateway.New(gateway.Options{Codec: pc, Token: token, CORSOrigins: gatewayOrigins(cfg), Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	// The event intake (gateway_intake.go).
+	stopIntake, err := mountIntake(ctx, srv, cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, stopIntake, nil
 }
 
 // serveGateway runs the gateway on ln until ctx ends; for `reins dev`.

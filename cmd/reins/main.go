@@ -84,6 +84,7 @@ func newRoot() *cobra.Command {
 		newDevCmd(g),
 		newGatewayCmd(g),
 		newCodecCmd(),
+		newClientCmd(),
 		newAuditCmd(g),
 		newExplainCmd(g),
 	)

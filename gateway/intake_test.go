@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/reins-dev/reins/codec"
+	"github.com/reins-dev/reins/intake"
+	"github.com/reins-dev/reins/remediation"
+	"github.com/reins-dev/reins/workflows"
+)
+
+const intakeToken = "alertmanager-token-0123456789"
+
+// memorySink keeps audit records.
+type memorySink struct {
+	mu   sync.Mutex
+	recs []remediation.AuditRecord
+}
+
+func (s *memorySink) Name() string { return "memory" }
+
+func (s *memorySink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, rec)
+	return false, nil
+}
+
+func (s *memorySink) types() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.recs))
+	for i, r := range s.recs {
+		out[i] = r.Type
+	}
+	return out
+}
+
+// stubTemporal starts each workflow ID once.
+type stubTemporal struct {
+	mu      sync.Mutex
+	started map[string]bool
+	down    bool
+}
+
+func (s *stubTemporal) Start(_ context.Context, p remediation.Plan) (string, string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return "", "", false, errors.New("connection refused")
+	}
+	id := p.WorkflowID()
+	joined := s.started[id]
+	s.started[id] = true
+	return id, "run", joined, nil
+}
+
+func (s *stubTemporal) SignalResolved(_ context.Context, id string, _ workflows.IncidentResolved) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started[id], nil
+}
+
+const intakeTriggers = `
+triggers:
+  - name: replicas
+    match: {type: KubeDeploymentReplicasMismatch}
+    playbook:
+      environment: production
+      explanation: 'scale {{ .labels.deployment }}'
+      steps:
+        - {action: kubernetes.scale, target: {namespace: '{{ .labels.namespace }}', kind: Deployment, name: '{{ .labels.deployment }}'}, params: {replicas: 3}, justification: back to 3}
+  - name: cart
+    match: {kind: cloudevent, type: com.example.cart.down}
+    playbook:
+      environment: staging
+      explanation: restart cart
+      steps:
+        - {action: kubernetes.rollout-restart, target: {namespace: shop, kind: Deployment, name: cart}, justification: it is down}
+`
+
+func intakeServer(t *testing.T, limits intake.Limits) (*httptest.Server, *stubTemporal, *memorySink, *Intake) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "key")
+	if err := codec.GenerateKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := codec.LoadFileKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := New(Options{Codec: &codec.Codec{Keys: keys}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := writeFile(filepath.Join(dir, "t.yaml"), intakeTriggers); err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := intake.LoadTriggersFile(filepath.Join(dir, "t.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	triggers, err := intake.Compile(cfgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memorySink{}
+	rec, err := NewRecorder([]AuditSink{sink}, "default", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := &stubTemporal{started: map[string]bool{}}
+	d, err := intake.NewDispatcher(triggers, tmp, rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(intakeToken))
+	in, err := NewIntake(IntakeOptions{Dispatcher: d, TokenSHA256: [][]byte{sum[:]}, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Mount(gw)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); in.Close() })
+	return srv, tmp, sink, in
+}
+
+func amPost(fps ...string) string {
+	alerts := make([]string, len(fps))
+	for i, fp := range fps {
+		alerts[i] = fmt.Sprintf(`{"status":"firing","fingerprint":%q,"labels":{"alertname":"KubeDeploymentReplicasMismatch","namespace":"shop","deployment":"checkout"}}`, fp)
+	}
+	return `{"version":"4","status":"firing","externalURL":"http://am","alerts":[` + strings.Join(alerts, ",") + `]}`
+}
+
+func send(t *testing.T, srv *httptest.Server, path, body string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+var bearer = map[string]string{"Authorization": "Bearer " + intakeToken}
+
+func TestIntakeAlertmanager(t *testing.T) {
+	srv, tmp, sink, in := intakeServer(t, intake.Limits{})
+	resp, body := send(t, srv, PathAlertmanager, amPost("fp1", "fp2", "fp1"), bearer)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("%s: %s", resp.Status, body)
+	}
+	var got IntakeResponse
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	results := map[intake.Result]int{}
+	for _, e := range got.Events {
+		results[e.Result]++
+		if e.Trigger != "replicas" || !strings.HasPrefix(e.Remediation, "reins-replicas-fp") {
+			t.Errorf("event result %+v", e)
+		}
+	}
+	if len(got.Events) != 3 || results[intake.ResultStarted] != 2 || results[intake.ResultDuplicate] != 1 || len(tmp.started) != 2 {
+		t.Errorf("results %+v, %d started", got.Events, len(tmp.started))
+	}
+	in.Close()
+	types := sink.types()
+	count := map[string]int{}
+	for _, typ := range types {
+		count[typ]++
+	}
+	if count[AuditEventStarted] != 2 || count[AuditEventDuplicate] != 1 || len(types) != 3 {
+		t.Errorf("audit records %v", types)
+	}
+}
+
+func TestIntakeCloudEvents(t *testing.T) {
+	srv, tmp, _, _ := intakeServer(t, intake.Limits{})
+	structured := `{"specversion":"1.0","type":"com.example.cart.down","source":"urn:m","id":"1"}`
+	h := map[string]string{"Authorization": bearer["Authorization"], "Content-Type": intake.CloudEventsMediaType}
+	if resp, body := send(t, srv, PathCloudEvents, structured, h); resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"result":"started"`) {
+		t.Fatalf("structured: %s %s", resp.Status, body)
+	}
+	binary := map[string]string{"Authorization": bearer["Authorization"], "Content-Type": "application/json",
+		"ce-specversion": "1.0", "ce-type": "com.example.cart.down", "ce-source": "urn:m", "ce-id": "2"}
+	if resp, body := send(t, srv, PathCloudEvents, `{"labels":{}}`, binary); resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"result":"started"`) {
+		t.Fatalf("binary: %s %s", resp.Status, body)
+	}
+	if len(tmp.started) != 2 {
+		t.Errorf("%d started, want 2 (source+id differ)", len(tmp.started))
+	}
+	// No trigger: 202, nothing started, the reason given.
+	other := strings.Replace(structured, "cart.down", "other", 1)
+	if resp, body := send(t, srv, PathCloudEvents, other, h); resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"result":"unmatched"`) {
+		t.Fatalf("unmatched: %s %s", resp.Status, body)
+	}
+	if len(tmp.started) != 2 {
+		t.Errorf("an unmatched event started a remediation")
+	}
+}
+
+func TestIntakeRefuses(t *testing.T) {
+	srv, tmp, sink, _ := intakeServer(t, intake.Limits{MaxBodyBytes: 4096})
+	for _, tc := range []struct {
+		name   string
+		path   string
+		body   string
+		header map[string]string
+		status int
+		field  string
+	}{
+		{"no token", PathAlertmanager, amPost("a"), nil, http.StatusUnauthorized, ""},
+		{"wrong token", PathAlertmanager, amPost("a"), map[string]string{"Authorization": "Bearer " + token}, http.StatusUnauthorized, ""},
+		{"version 3", PathAlertmanager, strings.Replace(amPost("a"), `"4"`, `"3"`, 1), bearer, http.StatusBadRequest, "version"},
+		{"bad fingerprint", PathAlertmanager, amPost("a b"), bearer, http.StatusBadRequest, "alerts[0].fingerprint"},
+		{"too large", PathAlertmanager, amPost(strings.Split(strings.Repeat("f,", 100), ",")...), bearer, http.StatusRequestEntityTooLarge, ""},
+		{"not a CloudEvent", PathCloudEvents, `{}`, map[string]string{"Authorization": bearer["Authorization"], "Content-Type": "application/json"}, http.StatusUnsupportedMediaType, ""},
+		{"CloudEvent without id", PathCloudEvents, `{"specversion":"1.0","type":"t","source":"s"}`, map[string]string{"Authorization": bearer["Authorization"], "Content-Type": intake.CloudEventsMediaType}, http.StatusBadRequest, "id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := send(t, srv, tc.path, tc.body, tc.header)
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != ProblemMediaType {
+				t.Fatalf("%s %s, want %d problem", resp.Status, body, tc.status)
+			}
+			var p Problem
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			if tc.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tc.field) {
+				t.Errorf("problem %+v, want an error on %s", p, tc.field)
+			}
+		})
+	}
+	if len(tmp.started) != 0 {
+		t.Errorf("%d remediations started by refused requests", len(tmp.started))
+	}
+	types := sink.types()
+	if len(types) != 7 {
+		t.Errorf("%d records %v, want one refused record per request", len(types), types)
+	}
+	for _, typ := range types {
+		if typ != AuditEventRefused {
+			t.Errorf("record %s, want %s", typ, AuditEventRefused)
+		}
+	}
+}
+
+func TestIntakeTemporalDown(t *testing.T) {
+	srv, tmp, _, _ := intakeServer(t, intake.Limits{})
+	tmp.down = true
+	resp, body := send(t, srv, PathAlertmanager, amPost("fp1"), bearer)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" {
+		t.Fatalf("%s %s, want 503 with Retry-After", resp.Status, body)
+	}
+	tmp.down = false
+	if resp, body := send(t, srv, PathAlertmanager, amPost("fp1"), bearer); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("after Temporal is back: %s %s", resp.Status, body)
+	}
+}
+
+func TestIntakeIsMounted(t *testing.T) {
+	srv, _, _, _ := intakeServer(t, intake.Limits{})
+	resp, err := http.Get(srv.URL + PathAlertmanager)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %s, want 405", resp.Status)
+	}
+	if _, err := NewIntake(IntakeOptions{}); err == nil {
+		t.Error("no dispatcher: no error")
+	}
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -1,0 +1,64 @@
+// Package intake turns incident events into remediations: it reads
+// Alertmanager webhook posts, CloudEvents and NATS JetStream messages,
+// matches each event to a trigger, fills the trigger's playbook into a plan
+// and starts it on Temporal, one remediation per incident.
+//
+// # Events
+//
+// An Alertmanager post (payload version 4) is one Event per alert; its
+// fingerprint is Alertmanager's. A CloudEvent (1.0, binary or structured
+// mode) is one Event; reins reads its data when it is a JSON object of
+// this shape, all members optional, others ignored:
+//
+//	{"labels": {"namespace": "shop-eu", "deployment": "checkout"},
+//	 "annotations": {"summary": "checkout is short of replicas"},
+//	 "status": "firing",            // or "resolved"
+//	 "fingerprint": "checkout-eu",  // the incident; default: hash of source and id
+//	 "url": "https://grafana.example/d/checkout"}
+//
+// and its extension attributes are labels too (data.labels win). A NATS
+// message holds a CloudEvent in structured JSON mode, or an Alertmanager
+// payload when its Reins-Event-Kind header says "alertmanager".
+//
+// # Triggers
+//
+// Triggers are tried in their configured order; the first that matches an
+// event takes it. A trigger matches on the event's kind, its type (an
+// alert's alertname, a CloudEvent's type) and its labels, with
+// Alertmanager's matcher syntax:
+//
+//	triggers:
+//	  - name: replicas-mismatch
+//	    match:
+//	      kind: alertmanager
+//	      type: KubeDeploymentReplicasMismatch
+//	      labels: ['severity=critical', 'namespace=~"shop-.*"']
+//	    playbook:
+//	      environment: production
+//	      explanation: '{{ .annotations.summary }}'
+//	      steps:
+//	        - action: kubernetes.rollout-restart
+//	          target: {namespace: '{{ .labels.namespace }}', kind: Deployment, name: '{{ .labels.deployment }}'}
+//	          justification: 'restart {{ .labels.deployment }}: its replicas do not become ready'
+//
+// The playbook is a plan without id, incident and requester. Each of its
+// strings is a Go text/template over .labels, .annotations and .event
+// (kind, type, source, id, subject, status, fingerprint, url), executed
+// with missingkey=error: a reference to a label the event does not have
+// refuses the event, naming the trigger, the field and the label. Values
+// are substituted into the plan's fields, never into JSON text, so a label
+// holding quotes or braces stays one value. The filled plan is decoded and
+// validated with remediation's rules like any other.
+//
+// The remediation's incident is {source: <trigger name>, fingerprint:
+// <event fingerprint>}, so its workflow ID is reins-<trigger>-<fingerprint>:
+// every event of one incident joins the one remediation (conflict policy
+// "use existing"). Its requester is the agent "trigger:<name>" with the
+// trigger's owner: the trigger answers for it, never the event's content.
+// A resolved event is signalled to the running remediation
+// (workflows.SignalIncidentResolved).
+//
+// Every event that starts nothing (no trigger matches, the playbook cannot
+// be filled, the input cannot be read) is recorded in the gateway's audit
+// chain, and so is every start, join and resolution.
+package intake
