@@ -48,14 +48,14 @@ func (s *memorySink) types() []string {
 	return out
 }
 
-// stubTemporal starts each workflow ID once.
-type stubTemporal struct {
+// fakeTemporal starts each workflow ID once.
+type fakeTemporal struct {
 	mu      sync.Mutex
 	started map[string]bool
 	down    bool
 }
 
-func (s *stubTemporal) Start(_ context.Context, p remediation.Plan) (string, string, bool, error) {
+func (s *fakeTemporal) Start(_ context.Context, p remediation.Plan) (string, string, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
@@ -67,7 +67,7 @@ func (s *stubTemporal) Start(_ context.Context, p remediation.Plan) (string, str
 	return id, "run", joined, nil
 }
 
-func (s *stubTemporal) SignalResolved(_ context.Context, id string, _ workflows.IncidentResolved) (bool, error) {
+func (s *fakeTemporal) SignalResolved(_ context.Context, id string, _ workflows.IncidentResolved) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.started[id], nil
@@ -91,7 +91,7 @@ triggers:
         - {action: kubernetes.rollout-restart, target: {namespace: shop, kind: Deployment, name: cart}, justification: it is down}
 `
 
-func intakeServer(t *testing.T, limits intake.Limits) (*httptest.Server, *stubTemporal, *memorySink, *Intake) {
+func intakeServer(t *testing.T, limits intake.Limits) (*httptest.Server, *fakeTemporal, *memorySink, *Intake) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "key")
 	if err := codec.GenerateKeyFile(path); err != nil {
@@ -122,7 +122,7 @@ func intakeServer(t *testing.T, limits intake.Limits) (*httptest.Server, *stubTe
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := &stubTemporal{started: map[string]bool{}}
+	tmp := &fakeTemporal{started: map[string]bool{}}
 	d, err := intake.NewDispatcher(triggers, tmp, rec, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -33,10 +33,12 @@ import (
 // approve` calls) over a real desk, signalling a real worker on the dev
 // Temporal server, and approvals sent straight to Temporal around it.
 
-// deskPolicy lets scale steps run and sends every other step to one
-// co-signer from oncall-sre (two in environment quorum-two), escalating to
-// sre-leads after 15 minutes (1 second in environment escalating).
-const deskPolicy = `package reins.policy
+// approvalsPolicy is the bundle of the approval doors' tests (the API's and
+// Slack's): scale steps run, every other step needs one co-signer from
+// oncall-sre (two in environment quorum-two), escalating to sre-leads after
+// 15 minutes, or after 1 second in environments escalating (then 10
+// minutes to decide) and escalate-expire (then expired after 6 seconds).
+const approvalsPolicy = `package reins.policy
 
 default quorum := 1
 
@@ -44,7 +46,11 @@ quorum := 2 if input.environment == "quorum-two"
 
 default escalate_after := 900
 
-escalate_after := 1 if input.environment == "escalating"
+escalate_after := 1 if input.environment in {"escalating", "escalate-expire"}
+
+default timeout := 600
+
+timeout := 6 if input.environment == "escalate-expire"
 
 decision := {"effect": "allow", "risk": "low", "reasons": ["the approvals test bundle lets scale steps run"]} if {
 	input.step.action == "kubernetes.scale"
@@ -57,7 +63,7 @@ decision := {
 	"group": "oncall-sre",
 	"escalation_group": "sre-leads",
 	"escalate_after_seconds": escalate_after,
-	"timeout_seconds": 600,
+	"timeout_seconds": timeout,
 	"reasons": [sprintf("the approvals test bundle asks for %d co-signer(s)", [quorum])],
 } if {
 	input.step.action != "kubernetes.scale"
@@ -134,7 +140,7 @@ type deskGateway struct {
 func startDeskGateway(t *testing.T) deskGateway {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "policy.rego"), []byte(deskPolicy), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "policy.rego"), []byte(approvalsPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	w := startWorker(t, dir)

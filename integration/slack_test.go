@@ -37,42 +37,6 @@ import (
 // the desk signalling the workflow on the dev Temporal server, and the
 // message kept current with chat.update.
 
-// slackPolicy lets scale steps run and sends every other step to one
-// co-signer from oncall-sre (two in environment slack-quorum), escalating
-// to sre-leads after 15 minutes, or after 1 second and expiring after 6 in
-// environment slack-escalate.
-const slackPolicy = `package reins.policy
-
-default quorum := 1
-
-quorum := 2 if input.environment == "slack-quorum"
-
-default escalate_after := 900
-
-escalate_after := 1 if input.environment == "slack-escalate"
-
-default timeout := 600
-
-timeout := 6 if input.environment == "slack-escalate"
-
-decision := {"effect": "allow", "risk": "low", "reasons": ["the Slack test bundle lets scale steps run"]} if {
-	input.step.action == "kubernetes.scale"
-}
-
-decision := {
-	"effect": "cosign",
-	"risk": "high",
-	"approvers": quorum,
-	"group": "oncall-sre",
-	"escalation_group": "sre-leads",
-	"escalate_after_seconds": escalate_after,
-	"timeout_seconds": timeout,
-	"reasons": [sprintf("the Slack test bundle asks for %d co-signer(s)", [quorum])],
-} if {
-	input.step.action != "kubernetes.scale"
-}
-`
-
 const slackSigningSecret = "3f1c8a07d2b94e65a1c0ffee12345678"
 
 // The workspace: who is who, and the user groups.
@@ -306,7 +270,7 @@ func startSlackDoor(t *testing.T) *slackDoor {
 		}
 		return p
 	}
-	write("policy.rego", slackPolicy)
+	write("policy.rego", approvalsPolicy)
 	fs, hk := startFakeSlack(t), startHooks(t)
 	slackCfg := workers.SlackConfig{
 		BotTokenFile:        write("bot-token", "xoxb-integration"),
@@ -490,7 +454,7 @@ func TestSlackApprovals(t *testing.T) {
 		text := m.text()
 		for _, want := range []string{"Co-signature needed: step 2 of 2", "<!subteam^S0SRE>", "registry.example/app:1→registry.example/app:2",
 			"/namespaces/" + stack.temporal.Namespace + "/workflows/" + run.GetID() + "|Open in Temporal UI>", "*Why this step*", "*Agent's reasoning*",
-			"the Slack test bundle asks for 1 co-signer(s)", "*Undo*: set image of " + ns + "/deployment/approve container app back to registry.example/app:1"} {
+			"the approvals test bundle asks for 1 co-signer(s)", "*Undo*: set image of " + ns + "/deployment/approve container app back to registry.example/app:1"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("the request lacks %q:\n%s", want, text)
 			}
@@ -535,7 +499,7 @@ func TestSlackApprovals(t *testing.T) {
 
 	t.Run("quorum of two needs two people", func(t *testing.T) {
 		deployment(t, ns, "quorum", 1, "registry.example/app:1")
-		run, _ := d.w.startAwaiting(t, ctx, slackPlan("slack-quorum", ns, "quorum"), 1)
+		run, _ := d.w.startAwaiting(t, ctx, slackPlan("quorum-two", ns, "quorum"), 1)
 		id := run.GetID()
 		m := d.slack.request(t, id, "C0SRE")
 		d.click(t, "U0ALICE", slackapp.ActionApprove, m)
@@ -563,7 +527,7 @@ func TestSlackApprovals(t *testing.T) {
 
 	t.Run("refused and rejected clicks send nothing", func(t *testing.T) {
 		deployment(t, ns, "refused", 1, "registry.example/app:1")
-		p := slackPlan("slack-quorum", ns, "refused")
+		p := slackPlan("quorum-two", ns, "refused")
 		p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "dana@example.com"}
 		run, _ := d.w.startAwaiting(t, ctx, p, 1)
 		id := run.GetID()
@@ -629,7 +593,7 @@ func TestSlackApprovals(t *testing.T) {
 
 	t.Run("escalation then timeout denies and compensates", func(t *testing.T) {
 		deployment(t, ns, "expire", 1, "registry.example/app:1")
-		run, _ := d.w.startAwaiting(t, ctx, slackPlan("slack-escalate", ns, "expire"), 1)
+		run, _ := d.w.startAwaiting(t, ctx, slackPlan("escalate-expire", ns, "expire"), 1)
 		first := d.slack.request(t, run.GetID(), "C0SRE")
 		esc := d.slack.request(t, run.GetID(), "C0LEADS")
 		if text := esc.text(); !strings.Contains(text, "Escalated") || !strings.Contains(text, "<!subteam^S0LEADS>") {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +20,6 @@ import (
 	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
-	"github.com/reins-dev/reins/workflows"
 )
 
 func newApproveCmd(g *globals, verb string) *cobra.Command {
@@ -122,37 +120,6 @@ func postApproval(ctx context.Context, base, token, id string, req gateway.Appro
 		return res, fmt.Errorf("gateway: %s", p.Detail)
 	}
 	return res, &exitCode{exitError, fmt.Errorf("%s refused: %s", req.Verdict, p.Detail)}
-}
-
-// approvalFor builds the approval of step for who, refusing early what the
-// workflow would not count anyway; `reins dev` signs it with the dev key to
-// approve its demo in process.
-func approvalFor(st workflows.Status, step int, who workers.Identity, verdict remediation.Verdict, comment string) (remediation.Approval, error) {
-	if step < 0 || step >= len(st.Steps) {
-		return remediation.Approval{}, fmt.Errorf("--step %d: remediation %s has steps 0 to %d", step, st.ID, len(st.Steps)-1)
-	}
-	s := st.Steps[step]
-	if s.State != remediation.StepAwaitingApproval || s.Decision == nil {
-		return remediation.Approval{}, fmt.Errorf("step %d is %s, not awaiting approval", step, s.State)
-	}
-	group := ""
-	switch {
-	case slices.Contains(who.Groups, s.Decision.Group):
-		group = s.Decision.Group
-	case s.Escalated && s.Decision.EscalationGroup != "" && slices.Contains(who.Groups, s.Decision.EscalationGroup):
-		group = s.Decision.EscalationGroup
-	default:
-		return remediation.Approval{}, fmt.Errorf("%s is not in group %q, which must co-sign step %d (your groups: %v)", who.Name, s.Decision.Group, step, who.Groups)
-	}
-	return remediation.Approval{
-		Remediation: st.ID,
-		StepDigest:  s.Digest,
-		Approver:    remediation.Approver{ID: who.Name, Name: who.Name, Source: "cli"},
-		Group:       group,
-		Verdict:     verdict,
-		Comment:     comment,
-		At:          time.Now().UTC(),
-	}, nil
 }
 
 func newKeygenCmd() *cobra.Command {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/reins-dev/reins/devstack"
 	"github.com/reins-dev/reins/examples"
+	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
@@ -201,6 +205,23 @@ func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, sec d
 		SigningKeyID:   "dev",
 	}
 	cfg.Identity = workers.Identity{Name: "oncall-dev", Groups: []string{"oncall-sre", "sre-leads"}}
+	// The gateway's clients: the demo agent, and the on-call human whose
+	// token the CLI (reins approve) uses.
+	for _, c := range []workers.ClientConfig{
+		{Name: devAgent, Kind: gateway.KindAgent, Owner: "dev-owner"},
+		{Name: cfg.Identity.Name, Kind: gateway.KindHuman, Groups: cfg.Identity.Groups},
+	} {
+		token, hash, err := gateway.NewClientToken()
+		if err != nil {
+			return cfg, "", err
+		}
+		if err := os.WriteFile(devTokenFile(dir, c.Name), []byte(token+"\n"), 0o600); err != nil {
+			return cfg, "", fmt.Errorf("write the %s token: %w", c.Name, err)
+		}
+		c.TokenSHA256 = hash
+		cfg.Clients = append(cfg.Clients, c)
+	}
+	cfg.Client = workers.GatewayClientConfig{URL: "http://" + sec.Gateway.Listen, TokenFile: devTokenFile(dir, cfg.Identity.Name)}
 	cfg.Audit = audit
 	cfg.Credentials = workers.CredentialsVault
 	cfg.Vault, cfg.Codec, cfg.Gateway = sec.Vault, sec.Codec, sec.Gateway
@@ -215,24 +236,26 @@ func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, sec d
 	return cfg, path, nil
 }
 
+// devAgent is the demo's agent.
+const devAgent = "sre-agent"
+
+// devTokenFile holds the dev gateway client token of name.
+func devTokenFile(dir, name string) string { return filepath.Join(dir, name+".token") }
+
 // demo rolls out the sample workload and runs the sample plan on it.
 func demo(ctx context.Context, logger *slog.Logger, o devOptions, cfg workers.Config, c sdkclient.Client, namespace string, kc kubernetes.Interface, out io.Writer) error {
 	fmt.Fprintf(out, "demo: rolling out %s/%s with %s, then %s (3 replicas)\n", devstack.SampleNamespace, devstack.SampleName, devstack.SampleGoodImage, devstack.SampleBadImage)
 	if err := devstack.CreateSample(ctx, kc); err != nil {
 		return err
 	}
-	plan, err := remediation.DecodeBytes(examples.CheckoutRollback)
-	if err != nil {
-		return err
-	}
-	plan.Requester = remediation.Requester{Kind: remediation.RequesterAgent, Name: "sre-agent"}
 	startedAt := time.Now()
-	run, _, err := workflows.Start(ctx, c, cfg.TaskQueue, workflows.RemediationInput{Plan: plan, Options: remediationOptions(cfg)})
+	started, err := devPropose(ctx, cfg, o.dir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "demo: agent sre-agent proposed examples/checkout-rollback.json; remediation %s started\n", run.GetID())
-	fmt.Fprintf(out, "      %s/namespaces/%s/workflows/%s\n", strings.TrimRight(cfg.TemporalUI, "/"), namespace, run.GetID())
+	run := c.GetWorkflow(ctx, started.ID, started.RunID)
+	fmt.Fprintf(out, "demo: agent %s proposed examples/checkout-rollback.json through the gateway (POST /v1/remediations); remediation %s started\n", devAgent, run.GetID())
+	fmt.Fprintf(out, "      %s\n", started.UIURL)
 
 	if o.approve {
 		if err := demoApprove(ctx, cfg, c, run.GetID(), out); err != nil {
@@ -265,10 +288,15 @@ func demo(ctx context.Context, logger *slog.Logger, o devOptions, cfg workers.Co
 	return nil
 }
 
-// demoApprove waits for the step that needs co-signing and approves it as
-// the dev on-call identity, exactly as `reins approve` would.
+// demoApprove waits for the step that needs co-signing and approves it
+// through the gateway's approvals API as the dev on-call identity, exactly as
+// `reins approve` does.
 func demoApprove(ctx context.Context, cfg workers.Config, c sdkclient.Client, id string, out io.Writer) error {
-	key, err := cfg.Approvals.SigningKey()
+	base, err := cfg.Client.BaseURL()
+	if err != nil {
+		return err
+	}
+	token, err := cfg.Client.Token()
 	if err != nil {
 		return err
 	}
@@ -284,16 +312,13 @@ func demoApprove(ctx context.Context, cfg workers.Config, c sdkclient.Client, id
 			return nil
 		}
 		for i, s := range st.Steps {
-			if s.State != remediation.StepAwaitingApproval {
+			if s.State != remediation.StepAwaitingApproval || s.Decision == nil {
 				continue
 			}
-			a, err := approvalFor(st, i, cfg.Identity, remediation.VerdictApprove, "demo: approved by reins dev")
-			if err != nil {
-				return err
-			}
 			fmt.Fprintf(out, "demo: step %d (%s) needs %d co-signer(s) from %s: %s\n", i, s.Description, s.Decision.Approvers, s.Decision.Group, strings.Join(s.Decision.Reasons, "; "))
-			fmt.Fprintf(out, "demo: approving as %s (what `reins approve %s --step %d` does)\n", cfg.Identity.Name, id, i)
-			return workflows.Approve(ctx, c, a.Sign(cfg.Approvals.SigningKeyID, key))
+			fmt.Fprintf(out, "demo: approving as %s: reins approve %s --step %d\n", cfg.Identity.Name, id, i)
+			_, err := postApproval(ctx, base, token, id, gateway.ApprovalRequest{Step: &i, Verdict: remediation.VerdictApprove, Comment: "demo: approved by reins dev", Digest: s.Digest})
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -303,4 +328,40 @@ func demoApprove(ctx context.Context, cfg workers.Config, c sdkclient.Client, id
 		case <-tick.C:
 		}
 	}
+}
+
+// devPropose posts the sample plan to the gateway's agent API as the demo
+// agent, exactly as an agent would.
+func devPropose(ctx context.Context, cfg workers.Config, dir string) (gateway.ProposeResponse, error) {
+	var res gateway.ProposeResponse
+	token, err := os.ReadFile(devTokenFile(dir, devAgent))
+	if err != nil {
+		return res, fmt.Errorf("read the %s token: %w", devAgent, err)
+	}
+	base, err := cfg.Client.BaseURL()
+	if err != nil {
+		return res, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/remediations", bytes.NewReader(examples.CheckoutRollback))
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("demo: reach the gateway: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxGatewayAnswer))
+	if err != nil {
+		return res, fmt.Errorf("demo: read the gateway's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return res, fmt.Errorf("demo: the gateway refused the sample plan: %s: %.500s", resp.Status, data)
+	}
+	if err := json.Unmarshal(data, &res); err != nil || res.ID == "" {
+		return res, fmt.Errorf("demo: the gateway answered 202 without a remediation: %.200s", data)
+	}
+	return res, nil
 }

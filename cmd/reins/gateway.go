@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +20,20 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Serve the codec server endpoints (/codec/encode, /codec/decode) for the Temporal UI, and /healthz",
-		Long: `Serve Temporal's remote codec endpoints so that the Temporal UI shows
-decoded payloads: point the UI's codec endpoint at http://<listen>/codec.
-Requests need "Authorization: Bearer <token>" (gateway.token_file or
-REINS_GATEWAY_TOKEN), or a browser session from /codec/login; CORS answers the
-Temporal UI's origin (gateway.cors_origins, default that of temporal_ui).`,
+		Short: "Serve reins' doors: codec server, event intake, agent API and MCP, approvals API, Slack interactions",
+		Long: `Serve reins' front door:
+  - /codec/encode, /codec/decode: Temporal's remote codec endpoints, so that
+    the Temporal UI shows decoded payloads (point the UI's codec endpoint at
+    http://<listen>/codec). Requests need "Authorization: Bearer <token>"
+    (gateway.token_file or REINS_GATEWAY_TOKEN), or a browser session from
+    /codec/login; CORS answers the Temporal UI's origin.
+  - with intake configured: POST /v1/events/alertmanager and
+    /v1/events/cloudevents, and the NATS JetStream consumer (intake.nats).
+  - with clients configured: the agent API (POST/GET /v1/remediations,
+    POST /v1/remediations/{id}/abort), MCP at /mcp, and the approvals API
+    that reins approve and reins deny use.
+  - with Slack configured: POST /slack/interactions, or Socket Mode.
+Every refusal and start is recorded in the gateway's audit chain.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := workers.Load(g.configPath)
@@ -43,6 +52,14 @@ Temporal UI's origin (gateway.cors_origins, default that of temporal_ui).`,
 			ln, err := net.Listen("tcp", gatewayListen(cfg))
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
+			}
+			tlsCfg, err := cfg.Gateway.TLS.Config()
+			if err != nil {
+				_ = ln.Close()
+				return err
+			}
+			if tlsCfg != nil {
+				ln = tls.NewListener(ln, tlsCfg)
 			}
 			logger.Info("gateway serving", "codec", "http://"+ln.Addr().String()+"/codec", "cors_origins", gatewayOrigins(cfg))
 			return srv.Serve(cmd.Context(), ln)
@@ -89,12 +106,32 @@ func newGateway(ctx context.Context, cfg workers.Config, logger *slog.Logger) (s
 	if err != nil {
 		return nil, nil, err
 	}
-	// The event intake (gateway_intake.go).
-	stopIntake, err := mountIntake(ctx, srv, cfg, logger)
+	if !cfg.Intake.Enabled() && len(cfg.Clients) == 0 && !cfg.Slack.Enabled() {
+		return srv, func() {}, nil
+	}
+	// Every other door shares one Temporal client and one audit chain.
+	c, err := workers.DialTemporal(ctx, logger, cfg)
 	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: %w", err)
+	}
+	rec, closeSinks, err := openGatewayRecorder(ctx, cfg, logger)
+	if err != nil {
+		c.Close()
 		return nil, nil, err
 	}
-	return srv, stopIntake, nil
+	closeShared := func() { closeSinks(); c.Close() }
+	stopIntake, err := mountIntake(ctx, srv, cfg, c, rec, logger) // gateway_intake.go
+	if err != nil {
+		closeShared()
+		return nil, nil, err
+	}
+	stopDoors, err := mountDoors(ctx, srv, cfg, c, rec, logger) // gateway_doors.go
+	if err != nil {
+		stopIntake()
+		closeShared()
+		return nil, nil, err
+	}
+	return srv, func() { stopDoors(); stopIntake(); closeShared() }, nil
 }
 
 // serveGateway runs the gateway on ln until ctx ends; for `reins dev`.

@@ -19,9 +19,8 @@ import (
 // which runs until ctx ends, when intake.nats.url is set. Events start
 // remediations on Temporal and are recorded in the gateway's audit chain.
 // stop, called once srv no longer serves, stops the consumer (finishing the
-// messages in hand), writes the records still pending and closes the
-// intake's clients.
-func mountIntake(ctx context.Context, srv *gateway.Server, cfg workers.Config, logger *slog.Logger) (stop func(), err error) {
+// messages in hand) and writes the records still pending.
+func mountIntake(ctx context.Context, srv *gateway.Server, cfg workers.Config, c sdkclient.Client, rec *gateway.Recorder, logger *slog.Logger) (stop func(), err error) {
 	ic := cfg.Intake
 	if !ic.Enabled() {
 		return func() {}, nil
@@ -40,16 +39,6 @@ func mountIntake(ctx context.Context, srv *gateway.Server, cfg workers.Config, l
 		closeAll()
 		return nil, err
 	}
-	c, err := workers.DialTemporal(ctx, logger, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("intake: %w", err)
-	}
-	closers = append(closers, c.Close)
-	rec, closeSinks, err := openIntakeRecorder(ctx, cfg, logger)
-	if err != nil {
-		return fail(err)
-	}
-	closers = append(closers, closeSinks)
 	d, err := intake.NewDispatcher(triggers, intakeTemporal(c, cfg), rec, logger)
 	if err != nil {
 		return fail(err)
@@ -93,9 +82,9 @@ func intakeTemporal(c sdkclient.Client, cfg workers.Config) intake.TemporalClien
 	return intake.TemporalClient{Client: c, TaskQueue: cfg.TaskQueue, Options: remediationOptions(cfg)}
 }
 
-// openIntakeRecorder opens the configured audit sinks and a gateway audit
-// chain on them for the intake.
-func openIntakeRecorder(ctx context.Context, cfg workers.Config, logger *slog.Logger) (*gateway.Recorder, func(), error) {
+// openGatewayRecorder opens the configured audit sinks and the gateway's
+// audit chain on them, shared by every door.
+func openGatewayRecorder(ctx context.Context, cfg workers.Config, logger *slog.Logger) (*gateway.Recorder, func(), error) {
 	sinks, err := workers.OpenAuditSinks(ctx, cfg.Audit, logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway audit: %w", err)
