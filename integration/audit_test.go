@@ -545,6 +545,18 @@ func readHistory(t *testing.T, h *historypb.History) historyFacts {
 			case remediation.ActivityCompensate:
 				f.compensated = append(f.compensated, s.index)
 			}
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			// The workflow reads targets with a local activity.
+			m := ev.GetMarkerRecordedEventAttributes()
+			var la struct{ ActivityType string }
+			if m.GetMarkerName() != "LocalActivity" {
+				continue
+			}
+			if dec(m.GetDetails()["data"], &la); la.ActivityType == remediation.ActivityObserve {
+				var res remediation.ObserveResult
+				dec(m.GetDetails()["result"], &res)
+				f.before = append(f.before, res.Snapshot)
+			}
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 			a := ev.GetWorkflowExecutionSignaledEventAttributes()
 			if a.GetSignalName() == workflows.SignalApproval {

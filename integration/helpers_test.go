@@ -246,7 +246,7 @@ func recordHistory(t *testing.T, id, name string) {
 }
 
 // fetchHistory reads a workflow's full history through Temporal's API.
-func fetchHistory(t *testing.T, id string) *historypb.History {
+func fetchHistory(t testing.TB, id string) *historypb.History {
 	t.Helper()
 	iter := stack.client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}

@@ -109,7 +109,7 @@ type fakeSlack struct {
 	updates []slackMessage
 }
 
-func startFakeSlack(t *testing.T) *fakeSlack {
+func startFakeSlack(t testing.TB) *fakeSlack {
 	t.Helper()
 	f := &fakeSlack{}
 	form := func(r *http.Request) url.Values {
@@ -168,7 +168,7 @@ func startFakeSlack(t *testing.T) *fakeSlack {
 
 // request waits for the co-signature request of remediation id posted to
 // channel.
-func (f *fakeSlack) request(t *testing.T, id, channel string) slackMessage {
+func (f *fakeSlack) request(t testing.TB, id, channel string) slackMessage {
 	t.Helper()
 	var got slackMessage
 	waitFor(t, "co-signature request of "+id+" in "+channel, func() (bool, error) {
@@ -212,7 +212,7 @@ type hooks struct {
 	replies map[string][]map[string]any
 }
 
-func startHooks(t *testing.T) *hooks {
+func startHooks(t testing.TB) *hooks {
 	t.Helper()
 	h := &hooks{replies: map[string][]map[string]any{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -260,7 +260,16 @@ type slackDoor struct {
 	seq   int
 }
 
-func startSlackDoor(t *testing.T) *slackDoor {
+func startSlackDoor(t testing.TB) *slackDoor {
+	t.Helper()
+	return startSlackDoorWith(t, func(dir string, slack workers.SlackConfig) worker {
+		return startWorker(t, dir, func(c *workers.Config) { c.Slack = slack })
+	})
+}
+
+// startSlackDoorWith is startSlackDoor with the worker that start runs on
+// the test bundle in dir and the fake Slack's config section.
+func startSlackDoorWith(t testing.TB, start func(dir string, slack workers.SlackConfig) worker) *slackDoor {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -281,7 +290,7 @@ func startSlackDoor(t *testing.T) *slackDoor {
 		TeamID:              "T0ACME",
 		ResponseURLPrefixes: []string{hk.srv.URL + "/hooks/"},
 	}
-	w := startWorker(t, dir, func(c *workers.Config) { c.Slack = slackCfg })
+	w := start(dir, slackCfg)
 
 	audit := &slackAudit{}
 	rec, err := gateway.NewRecorder([]gateway.AuditSink{audit}, stack.temporal.Namespace, stack.logger)
@@ -353,7 +362,7 @@ func (d *slackDoor) clickBody(user, action, value string) (body []byte, path str
 // send posts body signed with secret at signedAt as Slack does
 // (X-Slack-Request-Timestamp, X-Slack-Signature: v0=HMAC-SHA256 of
 // "v0:<timestamp>:<body>"), and returns the status and the headers sent.
-func (d *slackDoor) send(t *testing.T, body []byte, secret string, signedAt time.Time) (int, http.Header) {
+func (d *slackDoor) send(t testing.TB, body []byte, secret string, signedAt time.Time) (int, http.Header) {
 	t.Helper()
 	ts := strconv.FormatInt(signedAt.Unix(), 10)
 	h := http.Header{}
@@ -363,7 +372,7 @@ func (d *slackDoor) send(t *testing.T, body []byte, secret string, signedAt time
 	return d.sendHeaders(t, body, h), h
 }
 
-func (d *slackDoor) sendHeaders(t *testing.T, body []byte, h http.Header) int {
+func (d *slackDoor) sendHeaders(t testing.TB, body []byte, h http.Header) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, d.url, strings.NewReader(string(body)))
 	if err != nil {
@@ -384,7 +393,7 @@ func (d *slackDoor) sendHeaders(t *testing.T, body []byte, h http.Header) int {
 
 // click is user clicking action on message m, signed now; it returns the
 // ephemeral reply's path.
-func (d *slackDoor) click(t *testing.T, user, action string, m slackMessage) string {
+func (d *slackDoor) click(t testing.TB, user, action string, m slackMessage) string {
 	t.Helper()
 	body, path := d.clickBody(user, action, m.button(action))
 	if status, _ := d.send(t, body, slackSigningSecret, time.Now()); status != http.StatusOK {

@@ -153,9 +153,7 @@ func (r *run) approvalRequest(ctx workflow.Context, i int, decision remediation.
 	if step.Action.Irreversible() {
 		req.Compensation = "none: " + string(step.Action) + " is irreversible"
 	}
-	var observed remediation.ObserveResult
-	if err := workflow.ExecuteActivity(withActivity(ctx, readOptions("show approvers "+r.status.Steps[i].Target)),
-		remediation.ActivityObserve, remediation.ObserveInput{Step: step}).Get(ctx, &observed); err == nil {
+	if observed, err := r.observe(ctx, i, "show approvers "+r.status.Steps[i].Target); err == nil {
 		req.Compensation = remediation.DescribeCompensation(step, observed.Snapshot)
 		req.Change = remediation.DescribeChange(step, observed.Snapshot)
 	}
