@@ -52,7 +52,8 @@ type RouteMux interface {
 
 // Errors an AgentRemediations implementation returns.
 var (
-	// ErrRemediationNotFound: no remediation has this ID.
+	// ErrRemediationNotFound: no remediation has this ID (for a signal: or
+	// it is no longer running).
 	ErrRemediationNotFound = errors.New("remediation not found")
 	// ErrRemediationEnded: the remediation is no longer running.
 	ErrRemediationEnded = errors.New("remediation already ended")

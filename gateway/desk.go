@@ -11,7 +11,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.temporal.io/api/serviceerror"
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/reins-dev/reins/remediation"
@@ -36,18 +35,14 @@ const (
 // stepDigestRE is the form of a step digest: SHA-256 in lower-case hex.
 var stepDigestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// ErrUnknownRemediation is wrapped by DeskRemediations for a workflow ID that
-// names no remediation (or one that has ended, when signalled).
-var ErrUnknownRemediation = errors.New("no such remediation")
-
 // DeskRemediations is what the desk needs of Temporal: a remediation's status,
 // and the approval signal.
 type DeskRemediations interface {
 	// Status returns remediation id's status, or an error wrapping
-	// ErrUnknownRemediation when there is no such workflow.
+	// ErrRemediationNotFound when there is no such workflow.
 	Status(ctx context.Context, id string) (workflows.Status, error)
 	// Approve signals a to remediation a.Remediation, or returns an error
-	// wrapping ErrUnknownRemediation when it is not running.
+	// wrapping ErrRemediationNotFound when it is not running.
 	Approve(ctx context.Context, a remediation.Approval) error
 }
 
@@ -70,11 +65,10 @@ func (t temporalDeskRemediations) Approve(ctx context.Context, a remediation.App
 }
 
 // deskNotFound marks Temporal's NotFound (no such workflow, or a closed one that
-// cannot take a signal) as ErrUnknownRemediation.
+// cannot take a signal) as ErrRemediationNotFound.
 func deskNotFound(err error) error {
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return fmt.Errorf("%w: %w", ErrUnknownRemediation, err)
+	if temporalNotFound(err) {
+		return fmt.Errorf("%w: %w", ErrRemediationNotFound, err)
 	}
 	return err
 }
@@ -224,7 +218,7 @@ func (d *Desk) Decide(ctx context.Context, v Vote) (DeskResult, error) {
 		return d.refuse(ctx, v, "", RefusedInvalid, p[0].Field+": "+p[0].Detail), nil
 	}
 	st, err := d.rems.Status(ctx, v.Remediation)
-	if errors.Is(err, ErrUnknownRemediation) {
+	if errors.Is(err, ErrRemediationNotFound) {
 		return d.refuse(ctx, v, "", RefusedUnknown, fmt.Sprintf("there is no remediation %q", v.Remediation)), nil
 	}
 	if err != nil {
@@ -280,7 +274,7 @@ func (d *Desk) Decide(ctx context.Context, v Vote) (DeskResult, error) {
 		At:          d.now().UTC(),
 	}.Sign(d.signer.KeyID, d.signer.Key)
 	if err := d.rems.Approve(ctx, a); err != nil {
-		if errors.Is(err, ErrUnknownRemediation) {
+		if errors.Is(err, ErrRemediationNotFound) {
 			return d.refuse(ctx, v, group, RefusedNotAwaiting, fmt.Sprintf("remediation %s ended before your decision reached it", st.ID)), nil
 		}
 		return DeskResult{}, fmt.Errorf("approval desk: %w", err)

@@ -37,7 +37,7 @@ func (f *deskTemporal) Status(_ context.Context, id string) (workflows.Status, e
 	}
 	st, ok := f.statuses[id]
 	if !ok {
-		return workflows.Status{}, fmt.Errorf("query status of %s: %w", id, ErrUnknownRemediation)
+		return workflows.Status{}, fmt.Errorf("query status of %s: %w", id, ErrRemediationNotFound)
 	}
 	return st, nil
 }
@@ -346,7 +346,7 @@ func TestDeskInfrastructureFailuresAreErrors(t *testing.T) {
 	})
 	t.Run("ended before the signal", func(t *testing.T) {
 		f := newDeskFixture(t, deskStatus())
-		f.tmp.signalErr = fmt.Errorf("send approval: %w", ErrUnknownRemediation)
+		f.tmp.signalErr = fmt.Errorf("send approval: %w", ErrRemediationNotFound)
 		res, err := f.desk.Decide(context.Background(), deskVote())
 		if err != nil || res.Kind != RefusedNotAwaiting || !strings.Contains(res.Refusal, "ended before your decision reached it") {
 			t.Fatalf("result %+v, %v", res, err)
