@@ -159,6 +159,8 @@ type AgentAPIOptions struct {
 type AgentAPI struct {
 	opts AgentAPIOptions
 	log  *slog.Logger
+	// unauthenticated bounds the records of failed authentications.
+	unauthenticated *RefusalBudget
 }
 
 // NewAgentAPI builds the agent door; mount the HTTP API with Mount and the
@@ -189,7 +191,7 @@ func NewAgentAPI(opts AgentAPIOptions) (*AgentAPI, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	a := &AgentAPI{opts: opts, log: opts.Logger}
+	a := &AgentAPI{opts: opts, log: opts.Logger, unauthenticated: NewRefusalBudget()}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -239,6 +241,9 @@ type agentAudit struct {
 	Reason string `json:"reason,omitempty"`
 	// Fields are the bad fields of a refused request.
 	Fields []string `json:"fields,omitempty"`
+	// Suppressed is how many failed authentications were not recorded
+	// since the last one that was (RefusalBudget).
+	Suppressed int64 `json:"suppressed,omitempty"`
 }
 
 func (a *AgentAPI) record(ctx context.Context, typ string, ev agentAudit) {
@@ -246,14 +251,18 @@ func (a *AgentAPI) record(ctx context.Context, typ string, ev agentAudit) {
 	_ = a.opts.Recorder.Record(context.WithoutCancel(ctx), typ, ev)
 }
 
-// recordingAuth is Auth that records each failed authentication.
+// recordingAuth is Auth that records failed authentications, within the
+// RefusalBudget.
 func (a *AgentAPI) recordingAuth(door string) Authenticator {
 	return agentAuthFunc(func(r *http.Request) (Principal, error) {
 		p, err := a.opts.Auth.Authenticate(r)
-		if err != nil {
+		if err == nil {
+			return p, nil
+		}
+		if ok, suppressed := a.unauthenticated.Take(); ok {
 			a.record(r.Context(), AuditAgentRefused, agentAudit{
 				Door: door, Operation: "authenticate", Remote: r.RemoteAddr,
-				Status: http.StatusUnauthorized, Reason: err.Error(),
+				Status: http.StatusUnauthorized, Reason: err.Error(), Suppressed: suppressed,
 			})
 		}
 		return p, err

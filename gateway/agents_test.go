@@ -497,6 +497,34 @@ func TestAgentRateLimit(t *testing.T) {
 	}
 }
 
+func TestAgentUnauthenticatedFloodIsRecordedWithinBudget(t *testing.T) {
+	e := newAgentEnv(t)
+	const flood = 200
+	for i := range flood {
+		resp, _ := e.post(t, "/v1/remediations", fmt.Sprintf("forged-%d", i), mustJSON(t, agentPlan("fp-flood")))
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged token %d: %s", i, resp.Status)
+		}
+	}
+	types, _ := e.sink.records(t)
+	// A burst of 20, and at most a few more as the budget refills meanwhile.
+	if n := len(types); n < 20 || n > 30 {
+		t.Fatalf("%d records for %d unauthenticated calls, want the budget's burst of 20 (and a few refills)", n, flood)
+	}
+	if n := len(e.temporal.plans()); n != 0 {
+		t.Fatalf("%d remediations started by unauthenticated calls", n)
+	}
+	// Once the budget refills, the next refusal says how many were left out.
+	time.Sleep(250 * time.Millisecond)
+	if resp, _ := e.post(t, "/v1/remediations", "forged-last", mustJSON(t, agentPlan("fp-flood"))); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("last forged token: %s", resp.Status)
+	}
+	typ, ev := e.sink.last(t)
+	if typ != AuditAgentRefused || ev.Operation != "authenticate" || ev.Suppressed < flood-30 {
+		t.Fatalf("the record after the flood: %s %+v, want the left-out count (≥ %d)", typ, ev, flood-30)
+	}
+}
+
 func TestNewAgentAPINamesWhatIsMissing(t *testing.T) {
 	_, err := NewAgentAPI(AgentAPIOptions{})
 	for _, want := range []string{"Remediations", "Auth", "Limiter", "Recorder"} {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/reins-dev/reins/remediation"
 )
 
@@ -109,4 +111,38 @@ func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
 		return fmt.Errorf("gateway audit %s #%d: %w", typ, rec.Seq, err)
 	}
 	return nil
+}
+
+// RefusalBudget bounds the audit records that requests nobody authenticated
+// can cause: a flood of forged or tokenless requests must neither fill the
+// audit trail nor slow the door down with writes. It lets a burst of 20
+// through, then 5 a second; the first record after some were left out
+// carries their count. Safe for concurrent use.
+type RefusalBudget struct {
+	mu         sync.Mutex
+	limit      *rate.Limiter
+	suppressed int64
+}
+
+// NewRefusalBudget returns a full budget.
+func NewRefusalBudget() *RefusalBudget {
+	return &RefusalBudget{limit: rate.NewLimiter(5, 20)}
+}
+
+// Take reports whether one more record may be written and, when it may, how
+// many were left out since the last one written.
+func (b *RefusalBudget) Take() (ok bool, suppressed int64) {
+	return b.take(time.Now())
+}
+
+func (b *RefusalBudget) take(at time.Time) (bool, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.limit.AllowN(at, 1) {
+		b.suppressed++
+		return false, 0
+	}
+	suppressed := b.suppressed
+	b.suppressed = 0
+	return true, suppressed
 }

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/slackapp"
 )
@@ -82,14 +80,12 @@ type Slack struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
-	// auditLimit bounds the rejection records a flood of forged requests
-	// can write; suppressed counts those left out since the last record.
-	auditLimit *rate.Limiter
+	// rejected bounds the rejection records a flood of forged requests can write.
+	rejected *RefusalBudget
 
-	mu         sync.Mutex
-	closed     bool
-	suppressed int64
-	wg         sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // NewSlack builds the Slack door.
@@ -121,12 +117,12 @@ func NewSlack(opts SlackOptions) (*Slack, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Slack{
-		opts:       opts,
-		log:        opts.Logger,
-		ctx:        ctx,
-		cancel:     cancel,
-		sem:        make(chan struct{}, opts.MaxInFlight),
-		auditLimit: rate.NewLimiter(5, 20),
+		opts:     opts,
+		log:      opts.Logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		sem:      make(chan struct{}, opts.MaxInFlight),
+		rejected: NewRefusalBudget(),
 	}, nil
 }
 
@@ -200,14 +196,11 @@ func (s *Slack) Rejected(reason string) {
 
 // record writes an AuditSlackRejected record, at a bounded rate.
 func (s *Slack) record(ctx context.Context, d SlackRejectedData) {
-	s.mu.Lock()
-	if !s.auditLimit.Allow() {
-		s.suppressed++
-		s.mu.Unlock()
+	ok, suppressed := s.rejected.Take()
+	if !ok {
 		return
 	}
-	d.Suppressed, s.suppressed = s.suppressed, 0
-	s.mu.Unlock()
+	d.Suppressed = suppressed
 	if len(d.Reason) > 500 {
 		d.Reason = strings.ToValidUTF8(d.Reason[:500], "")
 	}
