@@ -16,10 +16,10 @@ import (
 //	clients:
 //	  - name: sre-agent
 //	    kind: agent
-//	    owner: alice
+//	    owner: alice@example.com
 //	    token_sha256: 9f86d0…   # `reins client token` makes a token and prints this
 //	    rate: 30/m              # default 30/m, burst 10
-//	  - name: alice
+//	  - name: alice@example.com
 //	    kind: human
 //	    groups: [sre-oncall]
 //	    cert_subject: alice     # mTLS: needs gateway.tls.client_ca_file
@@ -29,7 +29,9 @@ type ClientsConfig []ClientConfig
 type ClientConfig struct {
 	// Name is who the client is: an agent's plans carry it as their
 	// requester ("agent:<name>"), a human's approvals as their approver.
-	// Letters, digits and . _ @ -; unique.
+	// Letters, digits and . _ @ -; unique. Name a human by their email:
+	// Slack approvers are known by the email of their Slack profile, and
+	// the requester and owner rules compare identities across doors.
 	Name string `json:"name"`
 	// Kind is "agent" or "human".
 	Kind string `json:"kind"`
@@ -44,7 +46,8 @@ type ClientConfig struct {
 	// have none).
 	Groups []string `json:"groups"`
 	// Owner is the human accountable for an agent: they may not co-sign
-	// the agent's steps. Agents only; optional.
+	// the agent's steps, in Slack or through `reins approve`. Agents only;
+	// optional. Their email, as for a human's Name.
 	Owner string `json:"owner"`
 	// Rate limits the client's calls: "<n>/<unit>" with unit s, m or h, or
 	// a Go duration ("10/90s"); "unlimited" for none. Default "30/m".
