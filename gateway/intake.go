@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/reins-dev/reins/intake"
 	"github.com/reins-dev/reins/remediation"
 )
@@ -60,6 +62,12 @@ type IntakeOptions struct {
 	// the doors accept: Alertmanager sends one with
 	// http_config.authorization.credentials. At least one.
 	TokenSHA256 [][]byte
+	// Queue, when set, is queued delivery (intake.http_delivery: queue):
+	// the events the triggers take are put on the intake's JetStream
+	// stream, whose consumer starts their remediations, and the answer
+	// waits only for JetStream's PubAck. Default nil: direct delivery, the
+	// answer waits for Temporal.
+	Queue *intake.Queue
 	// Limits bound each request.
 	Limits intake.Limits
 	// Concurrency bounds the events of one post handled at once. Default 8.
@@ -76,12 +84,19 @@ type IntakeOptions struct {
 // A 202 answer means every event of the request was handled: its
 // remediation started or joined (Temporal accepted it), its resolution was
 // signalled, or it was recorded as unmatched or refused; the body lists
-// what happened to each. A 503 means some were not: send the request
-// again, which is safe (a repeated start joins its remediation). A 4xx
-// means the request itself is wrong and sending it again will not help.
+// what happened to each. With queued delivery (IntakeOptions.Queue), an
+// event a trigger takes is handled once JetStream stored it: its result is
+// "queued" (or "duplicate": identical to one stored within the stream's
+// duplicate window), with the ID of the remediation it starts or joins. A
+// 503 means some were not: send the request again, which is safe (a
+// repeated start joins its remediation, a repeated message is stored
+// once). A 4xx means the request itself is wrong and sending it again will
+// not help; nothing of it was started or queued.
 type Intake struct {
 	opts IntakeOptions
 	log  *slog.Logger
+	// unauthenticated bounds the records of unauthenticated requests.
+	unauthenticated *RefusalBudget
 
 	// Records of starts, joins and resolutions are written after the
 	// answer, by one goroutine, so that the audit sink never delays it.
@@ -115,7 +130,7 @@ func NewIntake(opts IntakeOptions) (*Intake, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	in := &Intake{opts: opts, log: log, pending: make(chan intake.Outcome, 4096), done: make(chan struct{})}
+	in := &Intake{opts: opts, log: log, unauthenticated: NewRefusalBudget(), pending: make(chan intake.Outcome, 4096), done: make(chan struct{})}
 	go in.recordPending()
 	return in, nil
 }
@@ -172,7 +187,7 @@ func (in *Intake) serveAlertmanager(w http.ResponseWriter, r *http.Request) {
 		in.refuse(w, r, intake.KindAlertmanager, err)
 		return
 	}
-	in.dispatch(w, r, events)
+	in.deliver(w, r, intake.KindAlertmanager, events)
 }
 
 func (in *Intake) serveCloudEvent(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +200,7 @@ func (in *Intake) serveCloudEvent(w http.ResponseWriter, r *http.Request) {
 		in.refuse(w, r, intake.KindCloudEvent, err)
 		return
 	}
-	in.dispatch(w, r, []intake.Event{ev})
+	in.deliver(w, r, intake.KindCloudEvent, []intake.Event{ev})
 }
 
 // authenticate accepts a request with one of the configured bearer tokens;
@@ -202,8 +217,15 @@ func (in *Intake) authenticate(w http.ResponseWriter, r *http.Request, kind inta
 			return true
 		}
 	}
-	if _, err := in.opts.Dispatcher.Refuse(r.Context(), kind, intake.ViaHTTP, errors.New("unauthenticated: no bearer token, or not an intake token")); err != nil {
-		in.log.Error("gateway intake: unauthenticated request not recorded", "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+	// Recorded within a budget: a flood of them must not fill the audit trail.
+	if ok, suppressed := in.unauthenticated.Take(); ok {
+		why := "unauthenticated: no bearer token, or not an intake token"
+		if suppressed > 0 {
+			why += fmt.Sprintf(" (and %d more since the last one recorded)", suppressed)
+		}
+		if _, err := in.opts.Dispatcher.Refuse(r.Context(), kind, intake.ViaHTTP, errors.New(why)); err != nil {
+			in.log.Error("gateway intake: unauthenticated request not recorded", "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+		}
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="reins intake"`)
 	WriteProblem(w, Problem{Status: http.StatusUnauthorized, Title: "Unauthenticated", Instance: r.URL.Path,
@@ -247,11 +269,21 @@ type IntakeEventResult struct {
 	Result      intake.Result `json:"result"`
 	Fingerprint string        `json:"fingerprint"`
 	Trigger     string        `json:"trigger,omitempty"`
-	// Remediation is the workflow ID of the remediation started or joined.
+	// Remediation is the workflow ID of the remediation started or joined,
+	// or, queued, of the one the event starts or joins.
 	Remediation string `json:"remediation,omitempty"`
 	// Reason says why nothing started; Errors name the bad fields.
 	Reason string         `json:"reason,omitempty"`
 	Errors []FieldProblem `json:"errors,omitempty"`
+}
+
+// deliver dispatches the events, or queues them.
+func (in *Intake) deliver(w http.ResponseWriter, r *http.Request, kind intake.Kind, events []intake.Event) {
+	if in.opts.Queue != nil {
+		in.enqueue(w, r, kind, events)
+		return
+	}
+	in.dispatch(w, r, events)
 }
 
 // dispatch handles every event, answers, then has the records written.
@@ -272,9 +304,55 @@ func (in *Intake) dispatch(w http.ResponseWriter, r *http.Request, events []inta
 		}
 		wg.Wait()
 	}
+	in.answer(w, r, outcomes, errs)
+}
+
+// enqueue admits every event (an unmatched or refused one is recorded and
+// not queued), queues the others and answers once JetStream stored them.
+func (in *Intake) enqueue(w http.ResponseWriter, r *http.Request, kind intake.Kind, events []intake.Event) {
+	q := in.opts.Queue
+	// Encoding first: a request whose events cannot all be queued is
+	// refused whole, before anything of it is recorded or queued.
+	msgs, err := q.Encode(events)
+	if err != nil {
+		in.refuse(w, r, kind, err)
+		return
+	}
+	outcomes := make([]intake.Outcome, len(events))
+	errs := make([]error, len(events))
+	var queued []int
+	for i, ev := range events {
+		outcomes[i], errs[i] = in.opts.Dispatcher.Admit(r.Context(), ev)
+		if errs[i] == nil && outcomes[i].Result == intake.ResultQueued {
+			queued = append(queued, i)
+		}
+	}
+	if len(queued) > 0 {
+		batch := make([]*nats.Msg, len(queued))
+		for j, i := range queued {
+			batch[j] = msgs[i]
+		}
+		duplicate, err := q.Publish(r.Context(), batch)
+		for j, i := range queued {
+			switch {
+			case err != nil:
+				errs[i] = err
+			case duplicate[j]:
+				outcomes[i].Result = intake.ResultDuplicate
+				outcomes[i].Reason = "identical to an event already queued on " + q.Subject() + " (JetStream kept the first)"
+			}
+		}
+	}
+	in.answer(w, r, outcomes, errs)
+}
+
+// answer answers 202 with every outcome, or 503 when an event was not
+// handled; then it has the records of the outcomes that need one written
+// (starts, joins, resolutions; queued events are recorded by the consumer).
+func (in *Intake) answer(w http.ResponseWriter, r *http.Request, outcomes []intake.Outcome, errs []error) {
 	failed := 0
 	var firstErr error
-	resp := IntakeResponse{Events: make([]IntakeEventResult, 0, len(events))}
+	resp := IntakeResponse{Events: make([]IntakeEventResult, 0, len(outcomes))}
 	for i, o := range outcomes {
 		if errs[i] != nil {
 			failed++
@@ -290,9 +368,9 @@ func (in *Intake) dispatch(w http.ResponseWriter, r *http.Request, events []inta
 		resp.Events = append(resp.Events, res)
 	}
 	if failed > 0 {
-		in.log.Warn("gateway intake: events not handled; the sender is told to send them again", "path", r.URL.Path, "failed", failed, "of", len(events), "error", firstErr)
+		in.log.Warn("gateway intake: events not handled; the sender is told to send them again", "path", r.URL.Path, "failed", failed, "of", len(outcomes), "error", firstErr)
 		WriteProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Not handled", Instance: r.URL.Path, RetryAfter: 5,
-			Detail: fmt.Sprintf("%d of %d events were not handled (%v); send the request again: the events already handled join their remediations", failed, len(events), firstErr)})
+			Detail: fmt.Sprintf("%d of %d events were not handled (%v); send the request again: the events already handled join their remediations", failed, len(outcomes), firstErr)})
 	} else {
 		body, err := json.Marshal(resp)
 		if err != nil {
@@ -308,7 +386,7 @@ func (in *Intake) dispatch(w http.ResponseWriter, r *http.Request, events []inta
 		_, _ = w.Write(body)
 	}
 	for i, o := range outcomes {
-		if errs[i] == nil {
+		if errs[i] == nil && o.Result != intake.ResultQueued {
 			in.record(context.WithoutCancel(r.Context()), o)
 		}
 	}

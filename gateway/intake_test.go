@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,8 +15,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reins-dev/reins/codec"
+	"github.com/reins-dev/reins/devstack"
 	"github.com/reins-dev/reins/intake"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workflows"
@@ -93,18 +99,15 @@ triggers:
 
 func intakeServer(t *testing.T, limits intake.Limits) (*httptest.Server, *fakeTemporal, *memorySink, *Intake) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "key")
-	if err := codec.GenerateKeyFile(path); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.LoadFileKeys(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := New(Options{Codec: &codec.Codec{Keys: keys}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, tmp, sink := intakeDispatcher(t)
+	srv, in := serveIntake(t, IntakeOptions{Dispatcher: d, Limits: limits})
+	return srv, tmp, sink, in
+}
+
+// intakeDispatcher dispatches with the test triggers to a fake Temporal,
+// recording in a memory sink.
+func intakeDispatcher(t *testing.T) (*intake.Dispatcher, *fakeTemporal, *memorySink) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := writeFile(filepath.Join(dir, "t.yaml"), intakeTriggers); err != nil {
 		t.Fatal(err)
@@ -127,15 +130,34 @@ func intakeServer(t *testing.T, limits intake.Limits) (*httptest.Server, *fakeTe
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d, tmp, sink
+}
+
+// serveIntake serves a gateway with the intake of opts, which accepts intakeToken.
+func serveIntake(t *testing.T, opts IntakeOptions) (*httptest.Server, *Intake) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "key")
+	if err := codec.GenerateKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := codec.LoadFileKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := New(Options{Codec: &codec.Codec{Keys: keys}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sum := sha256.Sum256([]byte(intakeToken))
-	in, err := NewIntake(IntakeOptions{Dispatcher: d, TokenSHA256: [][]byte{sum[:]}, Limits: limits})
+	opts.TokenSHA256 = [][]byte{sum[:]}
+	in, err := NewIntake(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	in.Mount(gw)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() { srv.Close(); in.Close() })
-	return srv, tmp, sink, in
+	return srv, in
 }
 
 func amPost(fps ...string) string {
@@ -268,6 +290,23 @@ func TestIntakeRefuses(t *testing.T) {
 	}
 }
 
+func TestIntakeUnauthenticatedFloodIsRecordedWithinBudget(t *testing.T) {
+	srv, tmp, sink, _ := intakeServer(t, intake.Limits{})
+	const flood = 150
+	for i := range flood {
+		if resp, body := send(t, srv, PathAlertmanager, amPost("a"), map[string]string{"Authorization": fmt.Sprintf("Bearer forged-%d", i)}); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged token %d: %s %s", i, resp.Status, body)
+		}
+	}
+	// A burst of 20, and at most a few more as the budget refills meanwhile.
+	if n := len(sink.types()); n < 20 || n > 30 {
+		t.Fatalf("%d records for %d unauthenticated posts, want the budget's burst of 20 (and a few refills)", n, flood)
+	}
+	if len(tmp.started) != 0 {
+		t.Fatalf("%d remediations started by unauthenticated posts", len(tmp.started))
+	}
+}
+
 func TestIntakeTemporalDown(t *testing.T) {
 	srv, tmp, _, _ := intakeServer(t, intake.Limits{})
 	tmp.down = true
@@ -293,6 +332,123 @@ func TestIntakeIsMounted(t *testing.T) {
 	}
 	if _, err := NewIntake(IntakeOptions{}); err == nil {
 		t.Error("no dispatcher: no error")
+	}
+}
+
+// Queued delivery: the events a trigger takes are answered "queued" once
+// JetStream stored them, and the consumer starts their remediations; an
+// identical event is stored once and answered "duplicate"; a bad payload
+// and an unmatched event are answered as in direct delivery and nothing
+// of them is queued.
+func TestIntakeQueued(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	logger := slog.New(slog.DiscardHandler)
+	ns, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	d, tmp, sink := intakeDispatcher(t)
+	opts := intake.ConsumerOptions{URL: ns.URL, Stream: "EVENTS", Subject: "events.>", Durable: "gateway", CreateStream: true, Logger: logger}
+	cons, err := intake.NewConsumer(ctx, opts, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("consumer: %v", err)
+		}
+	}()
+	q, err := intake.NewQueue(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	srv, in := serveIntake(t, IntakeOptions{Dispatcher: d, Queue: q})
+
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() uint64 {
+		t.Helper()
+		s, err := js.Stream(ctx, "EVENTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+
+	resp, body := send(t, srv, PathAlertmanager, amPost("fp1", "fp2", "fp1"), bearer)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("%s: %s", resp.Status, body)
+	}
+	var got IntakeResponse
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []intake.Result{intake.ResultQueued, intake.ResultQueued, intake.ResultDuplicate}
+	for i, e := range got.Events {
+		if i >= len(want) || e.Result != want[i] || e.Trigger != "replicas" || e.Remediation != "reins-replicas-"+e.Fingerprint {
+			t.Errorf("event %d: %+v, want %s with its remediation", i, e, want[min(i, len(want)-1)])
+		}
+	}
+	if len(got.Events) != 3 || stored() != 2 {
+		t.Errorf("%d results, %d messages stored; want 3 results, 2 messages", len(got.Events), stored())
+	}
+	waitCond(t, "the consumer starts both remediations", func() bool {
+		tmp.mu.Lock()
+		defer tmp.mu.Unlock()
+		return len(tmp.started) == 2
+	})
+
+	// Refused whole: nothing of it is queued.
+	if resp, body := send(t, srv, PathAlertmanager, amPost("fp3", "a b"), bearer); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad fingerprint: %s %s, want 400", resp.Status, body)
+	}
+	other := `{"specversion":"1.0","type":"com.example.other","source":"urn:m","id":"1"}`
+	h := map[string]string{"Authorization": bearer["Authorization"], "Content-Type": intake.CloudEventsMediaType}
+	if resp, body := send(t, srv, PathCloudEvents, other, h); resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"result":"unmatched"`) {
+		t.Errorf("unmatched: %s %s", resp.Status, body)
+	}
+	if n := stored(); n != 2 {
+		t.Errorf("%d messages stored after a refused and an unmatched event, want 2", n)
+	}
+	waitCond(t, "every event recorded", func() bool {
+		count := map[string]int{}
+		for _, typ := range sink.types() {
+			count[typ]++
+		}
+		return count[AuditEventStarted] == 2 && count[AuditEventDuplicate] == 1 && count[AuditEventRefused] == 1 && count[AuditEventUnmatched] == 1
+	})
+	in.Close()
+	if types := sink.types(); len(types) != 5 {
+		t.Errorf("records %v, want 2 started, 1 duplicate, 1 refused, 1 unmatched", types)
+	}
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

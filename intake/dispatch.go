@@ -22,8 +22,13 @@ const (
 	// ResultStarted: a remediation started for the event.
 	ResultStarted Result = "started"
 	// ResultDuplicate: the event's remediation was already running; the
-	// event joined it and started nothing.
+	// event joined it and started nothing. Queued (Queue), it is also the
+	// result of an event identical to one already on the stream within its
+	// duplicate window, which JetStream kept once.
 	ResultDuplicate Result = "duplicate"
+	// ResultQueued: the event is on the intake's JetStream stream (Queue);
+	// the consumer starts, joins or signals its remediation.
+	ResultQueued Result = "queued"
 	// ResultResolved: a resolved event, signalled to its running remediation.
 	ResultResolved Result = "resolved"
 	// ResultResolvedIdle: a resolved event whose remediation is not running
@@ -137,13 +142,10 @@ func NewDispatcher(triggers *Triggers, temporal Temporal, recorder Recorder, log
 // event: the remediation keeps its own audit trail, and its intake record
 // need not delay the acknowledgement.
 func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
-	o := Outcome{Event: ev.Summary()}
-	t := d.triggers.Match(ev)
-	if t == nil {
-		o.Result, o.Reason = ResultUnmatched, "no trigger matches the event's kind, type and labels"
-		return o, d.recordNow(ctx, &o)
+	o, t, plan, done, err := d.route(ctx, ev)
+	if done || err != nil {
+		return o, err
 	}
-	o.Trigger, o.Remediation = t.Name(), t.WorkflowID(ev)
 	if ev.Status == StatusResolved {
 		at := ev.EndsAt
 		if at.IsZero() {
@@ -161,15 +163,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
 		o.Result = ResultResolved
 		return o, nil
 	}
-	plan, err := t.Plan(ev)
-	if err != nil {
-		o.Result, o.Reason = ResultRefused, err.Error()
-		var pe *PlaybookError
-		if errors.As(err, &pe) {
-			o.Errors = pe.Errors
-		}
-		return o, d.recordNow(ctx, &o)
-	}
 	id, runID, joined, err := d.temporal.Start(ctx, plan)
 	if err != nil {
 		var verr *remediation.ValidationError
@@ -184,6 +177,47 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
 		o.Result = ResultDuplicate
 	}
 	return o, nil
+}
+
+// Admit is Dispatch up to the point where Temporal is needed, for an event
+// about to be queued (Queue): an event that no trigger takes, or whose
+// playbook cannot be filled, gets the outcome Dispatch gives it (unmatched,
+// refused), recorded before Admit returns, and must not be queued. Any
+// other gets ResultQueued with its trigger and remediation ID, and is not
+// recorded: the consumer records what it does with it. An error means the
+// record of an unmatched or refused event was not written.
+func (d *Dispatcher) Admit(ctx context.Context, ev Event) (Outcome, error) {
+	o, _, _, done, err := d.route(ctx, ev)
+	if !done && err == nil {
+		o.Result = ResultQueued
+	}
+	return o, err
+}
+
+// route finds the trigger that takes ev and, when ev is firing, fills its
+// plan. An event that no trigger takes or whose plan cannot be filled has
+// its outcome (recorded unless err) and done set.
+func (d *Dispatcher) route(ctx context.Context, ev Event) (o Outcome, t *Trigger, plan remediation.Plan, done bool, err error) {
+	o = Outcome{Event: ev.Summary()}
+	t = d.triggers.Match(ev)
+	if t == nil {
+		o.Result, o.Reason = ResultUnmatched, "no trigger matches the event's kind, type and labels"
+		return o, nil, plan, true, d.recordNow(ctx, &o)
+	}
+	o.Trigger, o.Remediation = t.Name(), t.WorkflowID(ev)
+	if ev.Status == StatusResolved {
+		return o, t, plan, false, nil
+	}
+	plan, err = t.Plan(ev)
+	if err != nil {
+		o.Result, o.Reason = ResultRefused, err.Error()
+		var pe *PlaybookError
+		if errors.As(err, &pe) {
+			o.Errors = pe.Errors
+		}
+		return o, t, plan, true, d.recordNow(ctx, &o)
+	}
+	return o, t, plan, false, nil
 }
 
 // Refuse records an input that could not be read as events (err says why:

@@ -61,4 +61,18 @@
 // Every event that starts nothing (no trigger matches, the playbook cannot
 // be filled, the input cannot be read) is recorded in the gateway's audit
 // chain, and so is every start, join and resolution.
+//
+// # Queued delivery
+//
+// The HTTP doors either dispatch an event themselves, answering once
+// Temporal accepted the start, or queue it (Queue): they read and check it
+// as the Dispatcher does (Dispatcher.Admit: a bad request is refused, an
+// unmatched event or an unfillable playbook recorded, and nothing of them
+// queued), publish each remaining event as its own message to the JetStream
+// stream the Consumer reads, and answer once JetStream stored it. The
+// Consumer then starts, joins or signals the remediation, exactly as for
+// any NATS message. A queued message's Nats-Msg-Id is a hash of its
+// content, so an identical event within the stream's duplicate window (2
+// minutes when reins creates the stream) is stored once and answered, and
+// recorded, as a duplicate.
 package intake

@@ -18,6 +18,12 @@ import (
 // "alertmanager" (an Alertmanager webhook payload, version 4).
 const KindHeader = "Reins-Event-Kind"
 
+// ViaHeader is the NATS message header that says which door an event came
+// in through before it was queued: "http" on the messages Queue publishes.
+// Any other value, or none, is "nats". It is recorded, never trusted for
+// anything else.
+const ViaHeader = "Reins-Event-Via"
+
 // Defaults of ConsumerOptions.
 const (
 	DefaultStream      = "REINS_EVENTS"
@@ -58,6 +64,11 @@ type ConsumerOptions struct {
 	MaxDeliver int
 	// Concurrency is how many messages are handled at once. Default 16.
 	Concurrency int
+	// QueueSubject is the subject Queue publishes the HTTP doors' events
+	// to (queued delivery): a subject without wildcards that Subject
+	// matches. Default: Subject itself when it has no wildcards, or
+	// Subject with its final ">" replaced by "http" ("reins.events.http").
+	QueueSubject string
 	// Limits bound each message.
 	Limits Limits
 	// Logger. Default slog.Default().
@@ -113,25 +124,9 @@ func NewConsumer(ctx context.Context, opts ConsumerOptions, d *Dispatcher) (*Con
 	if opts.URL == "" {
 		return nil, errors.New("intake nats: no URL (intake.nats.url)")
 	}
-	log := opts.Logger
-	connOpts := []nats.Option{
-		nats.Name("reins-intake"),
-		nats.Timeout(10 * time.Second),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("intake nats: disconnected", "error", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("intake nats: reconnected", "url", c.ConnectedUrlRedacted()) }),
-	}
-	if opts.CredentialsFile != "" {
-		connOpts = append(connOpts, nats.UserCredentials(opts.CredentialsFile))
-	}
-	nc, err := nats.Connect(opts.URL, connOpts...)
+	nc, err := dial(opts, "reins-intake")
 	if err != nil {
-		return nil, fmt.Errorf("intake nats: connect (intake.nats.url): %w", err)
+		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -178,6 +173,33 @@ func NewConsumer(ctx context.Context, opts ConsumerOptions, d *Dispatcher) (*Con
 		return nil, fmt.Errorf("intake nats: durable consumer %s on stream %s (intake.nats.durable): %w", opts.Durable, opts.Stream, err)
 	}
 	return &Consumer{opts: opts, dispatch: d, nc: nc, consumer: cons}, nil
+}
+
+// dial connects to opts.URL as name, reconnecting for ever.
+func dial(opts ConsumerOptions, name string) (*nats.Conn, error) {
+	log := opts.Logger
+	connOpts := []nats.Option{
+		nats.Name(name),
+		nats.Timeout(10 * time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("intake nats: disconnected", "connection", name, "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("intake nats: reconnected", "connection", name, "url", c.ConnectedUrlRedacted())
+		}),
+	}
+	if opts.CredentialsFile != "" {
+		connOpts = append(connOpts, nats.UserCredentials(opts.CredentialsFile))
+	}
+	nc, err := nats.Connect(opts.URL, connOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("intake nats: connect (intake.nats.url): %w", err)
+	}
+	return nc, nil
 }
 
 // Run handles messages until ctx ends, then stops taking new ones, finishes
@@ -285,10 +307,14 @@ func (c *Consumer) retry(msg jetstream.Msg, delivered uint64, log *slog.Logger, 
 
 // decode reads a message's events, by its KindHeader.
 func (c *Consumer) decode(ctx context.Context, msg jetstream.Msg) ([]Event, Kind, error) {
+	via := ViaNATS
+	if strings.TrimSpace(msg.Headers().Get(ViaHeader)) == ViaHTTP {
+		via = ViaHTTP
+	}
 	kind := Kind(strings.TrimSpace(msg.Headers().Get(KindHeader)))
 	switch kind {
 	case "", KindCloudEvent:
-		ev, err := DecodeCloudEventJSON(ctx, msg.Data(), ViaNATS, c.opts.Limits)
+		ev, err := DecodeCloudEventJSON(ctx, msg.Data(), via, c.opts.Limits)
 		if err != nil {
 			return nil, KindCloudEvent, err
 		}
@@ -297,7 +323,7 @@ func (c *Consumer) decode(ctx context.Context, msg jetstream.Msg) ([]Event, Kind
 		if int64(len(msg.Data())) > c.opts.Limits.MaxBodyBytes {
 			return nil, kind, &TooLargeError{Limit: c.opts.Limits.MaxBodyBytes}
 		}
-		evs, err := decodeAlertmanager(msg.Data(), ViaNATS, c.opts.Limits)
+		evs, err := decodeAlertmanager(msg.Data(), via, c.opts.Limits)
 		return evs, kind, err
 	}
 	return nil, "", fmt.Errorf("%w: header %s is %q; use %q or %q", ErrUnsupported, KindHeader, clip(string(kind)), KindCloudEvent, KindAlertmanager)

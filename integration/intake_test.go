@@ -115,6 +115,8 @@ type intakeDoor struct {
 	sink       *intakeSink
 	intake     *gateway.Intake
 	dispatcher *intake.Dispatcher
+	// stream holds the queued events (startQueuedIntakeDoor).
+	stream jetstream.Stream
 }
 
 // intakeClient is a Temporal client dialled as workers.DialTemporal does:
@@ -133,6 +135,19 @@ func intakeClient(t testing.TB) sdkclient.Client {
 }
 
 func startIntakeDoor(t testing.TB) *intakeDoor {
+	t.Helper()
+	return newIntakeDoor(t, false)
+}
+
+// startQueuedIntakeDoor is an intake door with queued delivery: its HTTP
+// doors put events on a JetStream stream of its own on the harness's NATS,
+// whose consumer starts the remediations.
+func startQueuedIntakeDoor(t testing.TB) *intakeDoor {
+	t.Helper()
+	return newIntakeDoor(t, true)
+}
+
+func newIntakeDoor(t testing.TB, queued bool) *intakeDoor {
 	t.Helper()
 	triggers, err := intake.Compile(intakeTriggerConfigs(t))
 	if err != nil {
@@ -160,15 +175,74 @@ func startIntakeDoor(t testing.TB) *intakeDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
+	door := &intakeDoor{queue: queue, sink: sink, dispatcher: d}
+	var q *intake.Queue
+	if queued {
+		q, door.stream = startIntakeQueue(t, d)
+	}
 	sum := sha256.Sum256([]byte(intakeToken))
-	in, err := gateway.NewIntake(gateway.IntakeOptions{Dispatcher: d, TokenSHA256: [][]byte{sum[:]}, Logger: stack.logger})
+	in, err := gateway.NewIntake(gateway.IntakeOptions{Dispatcher: d, TokenSHA256: [][]byte{sum[:]}, Queue: q, Logger: stack.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	in.Mount(gw)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() { srv.Close(); in.Close() })
-	return &intakeDoor{url: srv.URL, queue: queue, sink: sink, intake: in, dispatcher: d}
+	door.url, door.intake = srv.URL, in
+	return door
+}
+
+// startIntakeQueue runs a consumer that dispatches with d from a stream of
+// its own, and returns the queue to it and the stream. Both stop when the
+// test ends, after the door.
+func startIntakeQueue(t testing.TB, d *intake.Dispatcher) (*intake.Queue, jetstream.Stream) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	name := unique("it-queue")
+	opts := intake.ConsumerOptions{URL: stack.nats.URL, Stream: strings.ToUpper(strings.ReplaceAll(name, "-", "_")), Subject: name + ".>",
+		Durable: "it", CreateStream: true, Logger: stack.logger}
+	cons, err := intake.NewConsumer(ctx, opts, d)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("intake consumer: %v", err)
+		}
+	})
+	q, err := intake.NewQueue(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	nc, err := nats.Connect(stack.nats.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, opts.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, stream
+}
+
+// storedEvents is how many messages the door's stream holds.
+func (door *intakeDoor) storedEvents(t testing.TB) uint64 {
+	t.Helper()
+	info, err := door.stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }
 
 // alertPost is an Alertmanager post of one firing (or resolved) alert.
@@ -333,6 +407,80 @@ func TestIntakeAlertmanagerBurst(t *testing.T) {
 		t.Errorf("audit records %v, want 100 %s and 900 %s", recs, gateway.AuditEventStarted, gateway.AuditEventDuplicate)
 	}
 	t.Logf("ack latency under the burst: p50 %s, p99 %s, max %s", percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
+}
+
+// The same burst through queued delivery (intake.http_delivery: queue):
+// every post is answered once JetStream stored it, identical posts are
+// stored once, and the consumer starts exactly one remediation per
+// fingerprint (visibility count); every post is recorded once, as a start
+// or a duplicate.
+func TestIntakeQueuedBurst(t *testing.T) {
+	door := startQueuedIntakeDoor(t)
+	prefix := unique("qburst")
+	lat, results := burst(t, door.url, prefix, 1000, 100, 32)
+	if results[intake.ResultQueued] < 100 || results[intake.ResultQueued]+results[intake.ResultDuplicate] != 1000 {
+		t.Errorf("answers %v, want 1000 queued or duplicate, at least 100 queued", results)
+	}
+	if n := door.storedEvents(t); n != uint64(results[intake.ResultQueued]) {
+		t.Errorf("%d events stored, want one per queued answer (%d)", n, results[intake.ResultQueued])
+	}
+	ids := wantRemediations(t, door.queue, 100)
+	for i, id := range ids {
+		if !strings.HasPrefix(id, "reins-it-replicas-"+prefix+"-") {
+			t.Errorf("remediation %d is %s, want reins-it-replicas-<fingerprint>", i, id)
+		}
+	}
+	waitFor(t, "every post recorded", func() (bool, error) {
+		recs := door.sink.count()
+		return recs[gateway.AuditEventStarted]+recs[gateway.AuditEventDuplicate] >= 1000, fmt.Errorf("records %v", recs)
+	})
+	door.intake.Close()
+	recs := door.sink.count()
+	if recs[gateway.AuditEventStarted] != 100 || recs[gateway.AuditEventDuplicate] != 900 {
+		t.Errorf("audit records %v, want 100 %s and 900 %s", recs, gateway.AuditEventStarted, gateway.AuditEventDuplicate)
+	}
+	t.Logf("queued ack latency under the burst: p50 %s, p99 %s, max %s", percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
+}
+
+// In queued delivery a bad payload is refused with its problem and nothing
+// is queued, an unmatched event is answered and recorded and not queued,
+// and a good one is answered "queued" with its remediation, which starts.
+func TestIntakeQueuedRefuses(t *testing.T) {
+	door := startQueuedIntakeDoor(t)
+	client := &http.Client{Timeout: time.Minute}
+	fp := unique("queued")
+	bad := bytes.Replace(alertPost(fp, "firing"), []byte(`"fingerprint":"`), []byte(`"fingerprint":"not a fingerprint `), 1)
+	code, answer, err := intakePost(client, door.url+gateway.PathAlertmanager, bad, nil)
+	if err != nil || code != http.StatusBadRequest || !strings.Contains(string(answer), `"alerts[0].fingerprint"`) {
+		t.Errorf("bad payload: %d %s %v, want 400 naming alerts[0].fingerprint", code, answer, err)
+	}
+	unmatched := bytes.Replace(alertPost(fp+"-other", "firing"), []byte(`"namespace":"it-shop"`), []byte(`"namespace":"elsewhere"`), 1)
+	code, answer, err = intakePost(client, door.url+gateway.PathAlertmanager, unmatched, nil)
+	if err != nil || code != http.StatusAccepted || !strings.Contains(string(answer), `"result":"unmatched"`) {
+		t.Errorf("unmatched: %d %s %v", code, answer, err)
+	}
+	if n := door.storedEvents(t); n != 0 {
+		t.Fatalf("%d events queued by a bad payload and an unmatched event, want none", n)
+	}
+	code, answer, err = intakePost(client, door.url+gateway.PathAlertmanager, alertPost(fp, "firing"), nil)
+	var got gateway.IntakeResponse
+	if err == nil {
+		err = json.Unmarshal(answer, &got)
+	}
+	if err != nil || code != http.StatusAccepted || len(got.Events) != 1 || got.Events[0].Result != intake.ResultQueued || got.Events[0].Remediation != "reins-it-replicas-"+fp {
+		t.Fatalf("good payload: %d %s %v, want queued for reins-it-replicas-%s", code, answer, err, fp)
+	}
+	if n := door.storedEvents(t); n != 1 {
+		t.Errorf("%d events queued, want 1", n)
+	}
+	ids := wantRemediations(t, door.queue, 1)
+	if ids[0] != "reins-it-replicas-"+fp {
+		t.Errorf("remediation %s, want reins-it-replicas-%s", ids[0], fp)
+	}
+	recs := door.sink.count()
+	if recs[gateway.AuditEventRefused] != 1 || recs[gateway.AuditEventUnmatched] != 1 {
+		t.Errorf("audit records %v, want 1 refused and 1 unmatched", recs)
+	}
 }
 
 // A CloudEvent in binary mode and one in structured mode each start one
@@ -593,6 +741,25 @@ func BenchmarkIntakeAck(b *testing.B) {
 	if results[intake.ResultStarted] != fingerprints {
 		b.Errorf("%d started, want %d", results[intake.ResultStarted], fingerprints)
 	}
+	b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkIntakeAckQueued is BenchmarkIntakeAck with queued delivery: each
+// post is answered once JetStream stored it; the consumer then starts one
+// remediation per fingerprint (waited for, after the timer).
+//
+//	go test -tags integration ./integration/ -run '^$' -bench IntakeAckQueued -benchtime 1000x
+func BenchmarkIntakeAckQueued(b *testing.B) {
+	door := startQueuedIntakeDoor(b)
+	fingerprints := max(1, b.N/10)
+	b.ResetTimer()
+	lat, results := burst(b, door.url, unique("qbench"), b.N, fingerprints, 32)
+	b.StopTimer()
+	if results[intake.ResultQueued]+results[intake.ResultDuplicate] != b.N {
+		b.Errorf("answers %v, want %d queued or duplicate", results, b.N)
+	}
+	wantRemediations(b, door.queue, fingerprints)
 	b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(percentile(lat, 99).Microseconds())/1000, "p99-ms")
 }

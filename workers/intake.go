@@ -34,6 +34,14 @@ type IntakeConfig struct {
 	// TriggersFile is a YAML file with more triggers under the key
 	// "triggers", read when the gateway starts.
 	TriggersFile string `json:"triggers_file"`
+	// HTTPDelivery is how the HTTP doors hand on the events a trigger
+	// takes: "direct" (the default) starts the remediation and answers once
+	// Temporal accepted the start; "queue" puts the event on the NATS
+	// JetStream stream (nats) and answers once JetStream stored it, and
+	// the NATS consumer starts the remediation: the answer no longer waits
+	// for Temporal. Either way a bad request is refused, and an unmatched
+	// event answered and recorded, before anything is started or queued.
+	HTTPDelivery string `json:"http_delivery"`
 	// NATS is the JetStream door.
 	NATS IntakeNATSConfig `json:"nats"`
 	// Limits bound every event read (see intake.Limits for the defaults).
@@ -65,7 +73,20 @@ type IntakeNATSConfig struct {
 	MaxDeliver int `json:"max_deliver"`
 	// Concurrency is how many messages are handled at once. Default 16.
 	Concurrency int `json:"concurrency"`
+	// QueueSubject is where the HTTP doors publish with http_delivery
+	// "queue": a subject without wildcards that Subject matches. Default:
+	// Subject with its final ">" replaced by "http" ("reins.events.http").
+	QueueSubject string `json:"queue_subject"`
 }
+
+// The intake's HTTP deliveries (IntakeConfig.HTTPDelivery).
+const (
+	// DeliveryDirect: the HTTP doors start remediations themselves.
+	DeliveryDirect = "direct"
+	// DeliveryQueue: the HTTP doors queue events on the intake's JetStream
+	// stream, and its consumer starts them.
+	DeliveryQueue = "queue"
+)
 
 // Enabled reports whether triggers are configured.
 func (c IntakeConfig) Enabled() bool { return len(c.Triggers) > 0 || c.TriggersFile != "" }
@@ -78,6 +99,12 @@ func (c IntakeConfig) HTTPEnabled() bool {
 
 // NATSEnabled reports whether the NATS consumer runs.
 func (c IntakeConfig) NATSEnabled() bool { return c.Enabled() && c.NATS.URL != "" }
+
+// Queued reports whether the HTTP doors queue events on the NATS stream
+// (http_delivery: queue).
+func (c IntakeConfig) Queued() bool {
+	return c.HTTPEnabled() && c.NATSEnabled() && c.HTTPDelivery == DeliveryQueue
+}
 
 // CompileTriggers compiles Triggers, then those of TriggersFile.
 func (c IntakeConfig) CompileTriggers() (*intake.Triggers, error) {
@@ -165,7 +192,7 @@ func (c IntakeConfig) ConsumerOptions(logger *slog.Logger) intake.ConsumerOption
 		URL: n.URL, CredentialsFile: n.CredentialsFile,
 		Stream: n.Stream, Subject: n.Subject, Durable: n.Durable, CreateStream: n.CreateStream,
 		AckWait: time.Duration(n.AckWait), MaxDeliver: n.MaxDeliver, Concurrency: n.Concurrency,
-		Limits: c.Limits, Logger: logger,
+		QueueSubject: n.QueueSubject, Limits: c.Limits, Logger: logger,
 	}
 }
 
@@ -192,7 +219,24 @@ func (c IntakeConfig) validate() []error {
 	case !c.Enabled() && hasDoor:
 		bad("triggers", "are not configured: set intake.triggers or intake.triggers_file, or leave the intake's doors out")
 	}
+	switch c.HTTPDelivery {
+	case "", DeliveryDirect:
+	case DeliveryQueue:
+		if c.NATS.URL == "" {
+			bad("http_delivery", "is %q, but intake.nats.url is not set: the queue is the intake's NATS JetStream stream; set intake.nats (url, and create_stream or an existing stream), or use %q", DeliveryQueue, DeliveryDirect)
+		}
+		if len(c.Tokens) == 0 && c.TokenFile == "" {
+			bad("http_delivery", "is %q, but the HTTP doors are off: set intake.tokens or intake.token_file, or leave http_delivery out", DeliveryQueue)
+		}
+	default:
+		bad("http_delivery", "is %q; use %q (start remediations, answer once Temporal accepted) or %q (queue on intake.nats, answer once JetStream stored the event)", c.HTTPDelivery, DeliveryDirect, DeliveryQueue)
+	}
 	n := c.NATS
+	if n.QueueSubject != "" || (c.HTTPDelivery == DeliveryQueue && n.Subject != "" && validSubject(n.Subject)) {
+		if _, err := intake.QueueSubject(n.Subject, n.QueueSubject); err != nil {
+			errs = append(errs, fmt.Errorf("config %w", err))
+		}
+	}
 	if n.URL != "" {
 		for _, raw := range strings.Split(n.URL, ",") {
 			u, err := url.Parse(strings.TrimSpace(raw))

@@ -58,8 +58,15 @@ func TestIntakeConfig(t *testing.T) {
 	if o.URL != "nats://127.0.0.1:4222" || o.Subject != "events.>" || o.AckWait != 10*time.Second || !o.CreateStream || o.Limits.MaxAlerts != 50 {
 		t.Errorf("consumer options %+v", o)
 	}
+	if in.Queued() {
+		t.Error("http_delivery left out: queued")
+	}
+	queued, err := loadIntake(t, strings.Replace(strings.Replace(intakeYAML, "%s", hex.EncodeToString(sum[:]), 1), "  limits:", "  http_delivery: queue\n  limits:", 1))
+	if err != nil || !queued.Intake.Queued() {
+		t.Errorf("http_delivery: queue: queued %v, %v", queued.Intake.Queued(), err)
+	}
 	// Off by default.
-	if d := DefaultConfig().Intake; d.Enabled() || d.HTTPEnabled() || d.NATSEnabled() {
+	if d := DefaultConfig().Intake; d.Enabled() || d.HTTPEnabled() || d.NATSEnabled() || d.Queued() {
 		t.Error("the default config has an intake")
 	}
 }
@@ -111,6 +118,10 @@ func TestIntakeConfigRefuses(t *testing.T) {
 		{"bad url", strings.Replace(strings.Replace(intakeYAML, "%s", good, 1), "nats://127.0.0.1:4222", "http://x", 1), "config intake.nats.url"},
 		{"short ack wait", strings.Replace(strings.Replace(intakeYAML, "%s", good, 1), "10s", "10ms", 1), "config intake.nats.ack_wait"},
 		{"negative limit", strings.Replace(strings.Replace(intakeYAML, "%s", good, 1), "max_alerts: 50", "max_alerts: -1", 1), "config intake.limits.max_alerts"},
+		{"unknown delivery", strings.Replace(strings.Replace(intakeYAML, "%s", good, 1), "  limits:", "  http_delivery: async\n  limits:", 1), `config intake.http_delivery: is "async"; use "direct"`},
+		{"queue without nats", "intake:\n  tokens: [" + good + "]\n  http_delivery: queue\n  triggers_file: /t.yaml\n", "config intake.http_delivery: is \"queue\", but intake.nats.url is not set"},
+		{"queue subject outside", strings.Replace(strings.Replace(intakeYAML, "%s", good, 1), "create_stream: true", "create_stream: true, queue_subject: other.http", 1), "config intake.nats.queue_subject \"other.http\" is not matched by intake.nats.subject"},
+		{"queue subject with wildcard filter", strings.Replace(strings.Replace(intakeYAML, "%s", good, 1), `"events.>", `, `"events.*.x", `, 1) + "  http_delivery: queue\n", "config intake.nats.queue_subject: intake.nats.subject \"events.*.x\" has wildcards"},
 		{"no door", "intake:\n  triggers_file: /etc/reins/triggers.yaml\n", "config intake.triggers: are configured but no door"},
 		{"no trigger", "intake:\n  tokens: [" + good + "]\n", "config intake.triggers: are not configured"},
 	} {

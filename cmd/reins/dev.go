@@ -26,6 +26,8 @@ import (
 	"github.com/reins-dev/reins/devstack"
 	"github.com/reins-dev/reins/examples"
 	"github.com/reins-dev/reins/gateway"
+	"github.com/reins-dev/reins/intake"
+	"github.com/reins-dev/reins/policies"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
@@ -51,7 +53,11 @@ func newDevCmd(g *globals) *cobra.Command {
   - a real Kubernetes control plane (etcd, kube-apiserver, controller-manager,
     scheduler) with kwok's simulated nodes, so rollouts really complete;
   - NATS with JetStream, embedded, holding the audit stream (records also go
-    to <dir>/audit.jsonl);
+    to <dir>/audit.jsonl) and the event intake's stream;
+  - the gateway: codec server, agent API, approvals API and the event
+    intake, whose trigger scales a shop deployment on a
+    KubeDeploymentReplicasMismatch alert (token in <dir>/intake.token; it
+    prints a curl example and the Alertmanager receiver);
   - a Vault dev server whose Kubernetes secrets engine mints each step's
     credential (deploy/vault-roles.yaml) and whose transit engine holds the
     payload codec's key;
@@ -144,7 +150,7 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 	auditCfg.NATS.URL = natsSrv.URL
 	auditCfg.File.Path = filepath.Join(o.dir, "audit.jsonl")
 
-	cfg, cfgPath, err := writeDevConfig(o.dir, vaultSetup.WorkerKubeconfig, tmp.UIURL, auditCfg, devSecurity(o.dir, vaultSetup, tmp.UIURL, o.gatewayPort))
+	cfg, cfgPath, err := writeDevConfig(o.dir, vaultSetup.WorkerKubeconfig, tmp.UIURL, auditCfg, devIntake(o.dir, natsSrv.URL), devSecurity(o.dir, vaultSetup, tmp.UIURL, o.gatewayPort))
 	if err != nil {
 		return err
 	}
@@ -165,6 +171,13 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(wctx) }()
 	defer func() { stopWorker(); <-workerDone }()
+	// The gateway dials Temporal as `reins gateway` does, from TEMPORAL_*
+	// variables: point them at this server, whatever the shell had.
+	for k, v := range map[string]string{"TEMPORAL_ADDRESS": tmp.Address, "TEMPORAL_NAMESPACE": tmp.Namespace} {
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("set %s for the gateway: %w", k, err)
+		}
+	}
 	if err := startDevGateway(ctx, cfg, logger); err != nil {
 		return err
 	}
@@ -176,7 +189,9 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 	fmt.Fprintf(out, "  Vault: export VAULT_ADDR=%s VAULT_TOKEN=$(cat %s)\n", vault.Addr, devRootTokenFile(o.dir))
 	fmt.Fprintf(out, "  Payloads are encrypted (Vault transit); the UI decodes them through %s:\n", devCodecEndpoint(o.gatewayPort))
 	fmt.Fprintf(out, "    log in once at %s/login with the token in %s, and turn on\n", devCodecEndpoint(o.gatewayPort), cfg.Gateway.TokenFile)
-	fmt.Fprintf(out, "    \"include cross-origin credentials\" in the UI's codec server settings\n\n")
+	fmt.Fprintf(out, "    \"include cross-origin credentials\" in the UI's codec server settings\n")
+	printDevIntake(out, cfg, tmp.Address)
+	fmt.Fprintln(out)
 
 	if err := demo(ctx, logger, o, cfg, c, tmp.Namespace, kc, out); err != nil {
 		return err
@@ -190,7 +205,7 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 }
 
 // writeDevConfig makes a signing key and the config the CLI and worker share.
-func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, sec devSecurityConfig) (workers.Config, string, error) {
+func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, in workers.IntakeConfig, sec devSecurityConfig) (workers.Config, string, error) {
 	keyFile := filepath.Join(dir, "approval.key")
 	pub, err := writeSigningKey(keyFile)
 	if err != nil {
@@ -223,6 +238,15 @@ func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, sec d
 	}
 	cfg.Client = workers.GatewayClientConfig{URL: "http://" + sec.Gateway.Listen, TokenFile: devTokenFile(dir, cfg.Identity.Name)}
 	cfg.Audit = audit
+	if err := writeDevIntakeToken(in.TokenFile); err != nil {
+		return cfg, "", err
+	}
+	cfg.Intake = in
+	// The intake's trigger is an agent too: the policy must know its scope.
+	cfg.PolicyDir = filepath.Join(dir, "policy")
+	if err := writeDevPolicy(cfg.PolicyDir, devTriggerAgent, devstack.SampleNamespace); err != nil {
+		return cfg, "", err
+	}
 	cfg.Credentials = workers.CredentialsVault
 	cfg.Vault, cfg.Codec, cfg.Gateway = sec.Vault, sec.Codec, sec.Gateway
 	data, err := yaml.Marshal(cfg)
@@ -364,4 +388,105 @@ func devPropose(ctx context.Context, cfg workers.Config, dir string) (gateway.Pr
 		return res, fmt.Errorf("demo: the gateway answered 202 without a remediation: %.200s", data)
 	}
 	return res, nil
+}
+
+// The dev intake's trigger: a replicas-mismatch alert on the sample
+// workload scales it out.
+const (
+	devTrigger       = "dev-replicas-mismatch"
+	devTriggerAgent  = "trigger:" + devTrigger
+	devTriggerAlert  = "KubeDeploymentReplicasMismatch"
+	devTriggerLabels = `namespace=~"shop(-.*)?"`
+	devTriggerScale  = 5
+)
+
+// devIntake is the dev gateway's intake: the trigger, an HTTP token (in
+// <dir>/intake.token, new every run) and queued delivery on the embedded
+// NATS, whose stream the gateway creates.
+func devIntake(dir, natsURL string) workers.IntakeConfig {
+	playbook := fmt.Sprintf(`{"environment": "production", "explanation": "{{ .annotations.summary }}",
+ "steps": [{"action": "kubernetes.scale",
+  "target": {"namespace": "{{ .labels.namespace }}", "kind": "Deployment", "name": "{{ .labels.deployment }}"},
+  "params": {"replicas": %d},
+  "justification": "alert {{ .event.fingerprint }}: {{ .labels.deployment }} is short of ready replicas; add capacity"}]}`, devTriggerScale)
+	return workers.IntakeConfig{
+		TokenFile:    filepath.Join(dir, "intake.token"),
+		HTTPDelivery: workers.DeliveryQueue,
+		Triggers: []intake.TriggerConfig{{
+			Name:     devTrigger,
+			Match:    intake.MatchConfig{Kind: intake.KindAlertmanager, Type: devTriggerAlert, Labels: []string{devTriggerLabels}},
+			Owner:    "dev-owner",
+			Playbook: json.RawMessage(playbook),
+		}},
+		NATS: workers.IntakeNATSConfig{URL: natsURL, CreateStream: true},
+	}
+}
+
+// writeDevIntakeToken writes a new intake token to path.
+func writeDevIntakeToken(path string) error {
+	token, _, err := gateway.NewClientToken()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the intake token: %w", err)
+	}
+	return nil
+}
+
+// writeDevPolicy writes the built-in policy bundle into dir (afresh, so
+// that it is the one this binary has), with agent in scope of namespace.
+func writeDevPolicy(dir, agent, namespace string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clear the dev policy bundle: %w", err)
+	}
+	if err := policies.WriteDefaultBundle(dir); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "data.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("dev policy bundle: %w", err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return fmt.Errorf("dev policy bundle %s: %w", path, err)
+	}
+	reins, _ := data["reins"].(map[string]any)
+	config, _ := reins["config"].(map[string]any)
+	agents, ok := config["agents"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("dev policy bundle %s: no object reins.config.agents to add the intake's agent %s to", path, agent)
+	}
+	agents[agent] = map[string]any{"namespaces": []string{namespace}, "nodes": false}
+	out, err := json.MarshalIndent(data, "", "  ")
+	if err != nil {
+		return fmt.Errorf("dev policy bundle: %w", err)
+	}
+	if err := os.WriteFile(path, append(out, '\n'), 0o644); err != nil {
+		return fmt.Errorf("dev policy bundle: %w", err)
+	}
+	return nil
+}
+
+// printDevIntake tells how to send the dev intake an alert, by hand and
+// from Alertmanager.
+func printDevIntake(out io.Writer, cfg workers.Config, temporalAddress string) {
+	base := "http://" + cfg.Gateway.Listen
+	in := cfg.Intake
+	opts := in.ConsumerOptions(nil).WithDefaults()
+	subject, _ := intake.QueueSubject(opts.Subject, opts.QueueSubject)
+	alert := fmt.Sprintf(`{"version":"4","status":"firing","receiver":"reins","externalURL":"http://alertmanager.local",
+        "alerts":[{"status":"firing","fingerprint":"dev-checkout-replicas","startsAt":"%s",
+          "labels":{"alertname":%q,"namespace":%q,"deployment":%q,"severity":"warning"},
+          "annotations":{"summary":"%s/%s has fewer ready replicas than desired"}}]}`,
+		time.Now().UTC().Truncate(time.Second).Format(time.RFC3339), devTriggerAlert, devstack.SampleNamespace, devstack.SampleName, devstack.SampleNamespace, devstack.SampleName)
+	fmt.Fprintf(out, "  Event intake: trigger %s takes alertname=%s, %s and scales that deployment to %d replicas.\n", devTrigger, devTriggerAlert, devTriggerLabels, devTriggerScale)
+	fmt.Fprintf(out, "    Its events are queued on NATS %s (stream %s, subject %s) and started by the gateway's consumer. Post one:\n", opts.URL, opts.Stream, subject)
+	fmt.Fprintf(out, "    curl -sS %s%s \\\n      -H \"Authorization: Bearer $(cat %s)\" -H 'Content-Type: application/json' \\\n      -d '%s'\n",
+		base, gateway.PathAlertmanager, in.TokenFile, alert)
+	fmt.Fprintf(out, "    then: temporal workflow list --address %s (remediation reins-%s-dev-checkout-replicas)\n", temporalAddress, devTrigger)
+	fmt.Fprintf(out, "    Alertmanager (alertmanager.yml):\n")
+	fmt.Fprintf(out, "      receivers:\n        - name: reins\n          webhook_configs:\n")
+	fmt.Fprintf(out, "            - url: %s%s\n              http_config: {authorization: {credentials_file: %s}}\n", base, gateway.PathAlertmanager, in.TokenFile)
 }

@@ -17,9 +17,11 @@ import (
 // the HTTP doors (POST /v1/events/alertmanager, /v1/events/cloudevents)
 // when an intake token is configured, and the NATS JetStream consumer,
 // which runs until ctx ends, when intake.nats.url is set. Events start
-// remediations on Temporal and are recorded in the gateway's audit chain.
-// stop, called once srv no longer serves, stops the consumer (finishing the
-// messages in hand) and writes the records still pending.
+// remediations on Temporal and are recorded in the gateway's audit chain;
+// with intake.http_delivery "queue" the HTTP doors put them on the
+// consumer's stream instead. stop, called once srv no longer serves, writes
+// the records still pending, waits for the queue's PubAcks in flight and
+// stops the consumer (finishing the messages in hand).
 func mountIntake(ctx context.Context, srv *gateway.Server, cfg workers.Config, c sdkclient.Client, rec *gateway.Recorder, logger *slog.Logger) (stop func(), err error) {
 	ic := cfg.Intake
 	if !ic.Enabled() {
@@ -43,19 +45,7 @@ func mountIntake(ctx context.Context, srv *gateway.Server, cfg workers.Config, c
 	if err != nil {
 		return fail(err)
 	}
-	if ic.HTTPEnabled() {
-		hashes, err := ic.TokenHashes()
-		if err != nil {
-			return fail(err)
-		}
-		in, err := gateway.NewIntake(gateway.IntakeOptions{Dispatcher: d, TokenSHA256: hashes, Limits: ic.Limits, Logger: logger})
-		if err != nil {
-			return fail(err)
-		}
-		in.Mount(srv)
-		closers = append(closers, in.Close)
-		logger.Info("intake: HTTP doors mounted", "alertmanager", gateway.PathAlertmanager, "cloudevents", gateway.PathCloudEvents, "triggers", triggers.Len())
-	}
+	// The consumer first: it creates the stream the queued HTTP doors publish to.
 	if ic.NATSEnabled() {
 		cons, err := intake.NewConsumer(ctx, ic.ConsumerOptions(logger), d)
 		if err != nil {
@@ -71,6 +61,28 @@ func mountIntake(ctx context.Context, srv *gateway.Server, cfg workers.Config, c
 		closers = append(closers, func() { cancel(); wg.Wait() })
 		opts := ic.ConsumerOptions(logger).WithDefaults()
 		logger.Info("intake: NATS consumer running", "stream", opts.Stream, "subject", opts.Subject, "durable", opts.Durable, "triggers", triggers.Len())
+	}
+	if ic.HTTPEnabled() {
+		hashes, err := ic.TokenHashes()
+		if err != nil {
+			return fail(err)
+		}
+		var queue *intake.Queue
+		delivery := workers.DeliveryDirect
+		if ic.Queued() {
+			if queue, err = intake.NewQueue(ctx, ic.ConsumerOptions(logger)); err != nil {
+				return fail(err)
+			}
+			closers = append(closers, queue.Close)
+			delivery = workers.DeliveryQueue + " on " + queue.Subject()
+		}
+		in, err := gateway.NewIntake(gateway.IntakeOptions{Dispatcher: d, TokenSHA256: hashes, Queue: queue, Limits: ic.Limits, Logger: logger})
+		if err != nil {
+			return fail(err)
+		}
+		in.Mount(srv)
+		closers = append(closers, in.Close)
+		logger.Info("intake: HTTP doors mounted", "alertmanager", gateway.PathAlertmanager, "cloudevents", gateway.PathCloudEvents, "delivery", delivery, "triggers", triggers.Len())
 	}
 	var once sync.Once
 	return func() { once.Do(closeAll) }, nil
