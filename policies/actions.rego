@@ -17,7 +17,7 @@ action_denial := sprintf("environment %q has no policy: reins acts only in %s", 
 } else := sprintf("%s is forbidden in %s", [step_action, env_name])
 
 cosign contains {"approvers": n, "reason": msg} if {
-	env_cfg.actions[object.get(input, ["step", "action"], "")].effect == "cosign"
+	env_cfg.actions[input.step.action].effect == "cosign"
 	n := object.get(action_rule, "approvers", 0)
 	msg := sprintf("%s in %s needs %s from %s", [step_action, env_name, co_signers(n), object.get(cosign_cfg, "group", "(no group set)")])
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"time"
 
@@ -25,18 +26,49 @@ type Latency struct {
 	AllocsPerDecision uint64 `json:"allocs_per_decision"`
 	BytesPerDecision  uint64 `json:"bytes_per_decision"`
 	GCs               uint32 `json:"gcs"`
+	// GCCPU is the CPU time the garbage collector used during the
+	// measurement, as the Go runtime estimates it (its own goroutines and
+	// the assists it asked of the deciding one).
+	GCCPU time.Duration `json:"gc_cpu"`
+	// EngineDenials counts the decisions the engine made itself (see the
+	// Reason constants): on a busy machine, a decision may take longer than
+	// the engine's evaluation timeout.
+	EngineDenials int `json:"engine_denials"`
 	// Decision is the last decision made, to show what was measured.
 	Decision remediation.Decision `json:"decision"`
 }
 
 func (l Latency) String() string {
-	return fmt.Sprintf("%d decisions: p50 %s, p99 %s, max %s, mean %s; %d allocations (%d B) per decision, %d GCs",
-		l.N, l.P50, l.P99, l.Max, l.Mean, l.AllocsPerDecision, l.BytesPerDecision, l.GCs)
+	s := fmt.Sprintf("%d decisions: p50 %s, p99 %s, max %s, mean %s; %d allocations (%d B) per decision, %d GCs (%s CPU)",
+		l.N, l.P50, l.P99, l.Max, l.Mean, l.AllocsPerDecision, l.BytesPerDecision, l.GCs, l.GCCPU.Round(time.Millisecond))
+	if l.EngineDenials > 0 {
+		s += fmt.Sprintf("; %d denied by the engine itself (timeout?)", l.EngineDenials)
+	}
+	return s
 }
 
+// gcCPUMetric is the runtime metric of the collector's CPU time.
+const gcCPUMetric = "/cpu/classes/gc/total:cpu-seconds"
+
+// gcCPU is the CPU time the collector used since the process started.
+func gcCPU() time.Duration {
+	sample := []metrics.Sample{{Name: gcCPUMetric}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindFloat64 {
+		return 0 // not supported by this Go runtime
+	}
+	return time.Duration(sample[0].Value.Float64() * float64(time.Second))
+}
+
+// measureWarmup is how many decisions Measure makes before it starts timing,
+// at most: the first decisions of a process fill the caches of the CPU, of
+// the Go runtime and of the evaluator, which a running worker has filled.
+const measureWarmup = 500
+
 // Measure makes n decisions on in, one after the other, and returns their
-// latency percentiles (nearest rank). It stops with an error when ctx ends
-// or n < 1. Use TypicalInput for a representative input.
+// latency percentiles (nearest rank); up to measureWarmup decisions it makes
+// before are not counted. It stops with an error when ctx ends or n < 1. Use
+// TypicalInput for a representative input.
 func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) {
 	if n < 1 {
 		return Latency{}, errors.New("measure policy decisions: n must be at least 1")
@@ -44,11 +76,19 @@ func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) 
 	if in.Now.IsZero() {
 		in.Now = time.Now()
 	}
+	for range min(n, measureWarmup) {
+		if err := ctx.Err(); err != nil {
+			return Latency{}, fmt.Errorf("measure policy decisions: stopped while warming up: %w", err)
+		}
+		e.Decide(ctx, in)
+	}
 	durs := make([]time.Duration, n)
 	var total time.Duration
 	var d remediation.Decision
+	engineDenials := 0
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	gcBefore := gcCPU()
 	for i := range durs {
 		if err := ctx.Err(); err != nil {
 			return Latency{}, fmt.Errorf("measure policy decisions: stopped after %d of %d: %w", i, n, err)
@@ -57,7 +97,11 @@ func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) 
 		d = e.Decide(ctx, in)
 		durs[i] = time.Since(start)
 		total += durs[i]
+		if engineDenied(d) {
+			engineDenials++
+		}
 	}
+	gcAfter := gcCPU()
 	runtime.ReadMemStats(&after)
 	slices.Sort(durs)
 	return Latency{
@@ -69,6 +113,8 @@ func (e *Engine) Measure(ctx context.Context, in Input, n int) (Latency, error) 
 		AllocsPerDecision: (after.Mallocs - before.Mallocs) / uint64(n),
 		BytesPerDecision:  (after.TotalAlloc - before.TotalAlloc) / uint64(n),
 		GCs:               after.NumGC - before.NumGC,
+		GCCPU:             gcAfter - gcBefore,
+		EngineDenials:     engineDenials,
 		Decision:          d,
 	}, nil
 }

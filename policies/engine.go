@@ -241,9 +241,9 @@ func (e *Engine) poll(ctx context.Context) {
 // deadline or after the engine's EvalTimeout, whichever comes first.
 func (e *Engine) Decide(ctx context.Context, in Input) remediation.Decision {
 	d := e.decide(ctx, e.state.Load(), in)
-	if e.log.Enabled(ctx, slog.LevelDebug) || strings.HasPrefix(firstReason(d), "deny by default:") {
+	if own := engineDenied(d); own || e.log.Enabled(ctx, slog.LevelDebug) {
 		level := slog.LevelDebug
-		if strings.HasPrefix(firstReason(d), "deny by default:") {
+		if own {
 			level = slog.LevelWarn
 		}
 		e.log.LogAttrs(ctx, level, "policy decision",
@@ -258,6 +258,12 @@ func (e *Engine) Decide(ctx context.Context, in Input) remediation.Decision {
 			slog.String("requester", in.Requester.String()))
 	}
 	return d
+}
+
+// engineDenied reports whether d is a deny the engine made itself, the policy
+// not having decided (see the Reason constants).
+func engineDenied(d remediation.Decision) bool {
+	return strings.HasPrefix(firstReason(d), "deny by default:")
 }
 
 func firstReason(d remediation.Decision) string {
@@ -294,20 +300,10 @@ func (e *Engine) decide(ctx context.Context, st *engineState, in Input) (d remed
 	input := in.value()
 
 	// The evaluation stops at the engine's bound or when ctx ends, whichever
-	// comes first. (Cheaper than a derived context, whose deadline OPA would
-	// watch from a goroutine of its own.)
-	cancel := topdown.NewCancel()
-	timer := time.AfterFunc(e.evalTimeout, cancel.Cancel)
-	stop := context.AfterFunc(ctx, cancel.Cancel)
-	rs, err := p.query.Eval(ctx,
-		rego.EvalParsedInput(input),
-		rego.EvalGenerateJSON(rawValue),
-		// Nobody reads a decision's metrics: without this, OPA would make
-		// a fresh set and time the evaluation's stages for every decision.
-		rego.EvalMetrics(noMetrics),
-		rego.EvalExternalCancel(cancel))
-	timedOut := !timer.Stop()
-	stop()
+	// comes first: OPA asks the deadline before each expression.
+	dl := &deadline{ctx: ctx, end: time.Now().Add(e.evalTimeout)}
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), evalRaw, evalNoMetrics, rego.EvalExternalCancel(dl))
+	timedOut := dl.expired.Load()
 	if err != nil {
 		return e.evalFailure(ctx, timedOut, p.digest, err)
 	}
@@ -321,12 +317,58 @@ func (e *Engine) decide(ctx context.Context, st *engineState, in Input) (d remed
 	return parseDecision(v, p.digest)
 }
 
-// noMetrics discards the evaluation's metrics.
-var noMetrics = metrics.NoOp()
+// The options every decision passes, made once.
+var (
+	// evalRaw keeps the result as the evaluator's AST, saving a conversion.
+	evalRaw = rego.EvalGenerateJSON(rawValue)
+	// evalNoMetrics: nobody reads a decision's metrics. Without it, OPA would
+	// make a fresh set and time the evaluation's stages for every decision.
+	evalNoMetrics = rego.EvalMetrics(metrics.NoOp())
+)
 
-// rawValue keeps a result as the evaluator's AST, saving a conversion.
 func rawValue(t *ast.Term, _ *rego.EvalContext) (any, error) {
 	return t.Value, nil
+}
+
+// deadline is the topdown.Cancel of one decision: it reports the evaluation
+// cancelled once ctx has ended or the clock has passed end. OPA asks it
+// before each expression it evaluates (and inside long built-ins); it reads
+// the clock and ctx on every deadlineEvery-th question only. Unlike a timer
+// and a context.AfterFunc, which every decision would arm and disarm, it
+// costs one allocation and nothing when the decision ends.
+type deadline struct {
+	ctx context.Context
+	end time.Time
+	// asked counts the questions; cancelled is set by Cancel, and once ctx
+	// ended or the clock passed end; expired only in the last case.
+	asked     atomic.Uint32
+	cancelled atomic.Bool
+	expired   atomic.Bool
+}
+
+// deadlineEvery is how many questions share one reading of the clock: OPA
+// evaluates an expression in about a microsecond, so the bound is noticed
+// within tens of microseconds.
+const deadlineEvery = 32
+
+func (d *deadline) Cancel() { d.cancelled.Store(true) }
+
+func (d *deadline) Cancelled() bool {
+	if d.cancelled.Load() {
+		return true
+	}
+	if d.asked.Add(1)%deadlineEvery != 0 {
+		return false
+	}
+	switch {
+	case d.ctx.Err() != nil:
+	case !time.Now().Before(d.end):
+		d.expired.Store(true)
+	default:
+		return false
+	}
+	d.cancelled.Store(true)
+	return true
 }
 
 // evalFailure turns an evaluation error into a deny saying which kind it

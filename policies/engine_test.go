@@ -234,6 +234,49 @@ func TestCallerDeadlineDenies(t *testing.T) {
 	assertDeny(t, newEngine(t, Options{}).Decide(ctx, TypicalInput()), ReasonCancelled)
 }
 
+// askUntilCancelled asks d until it says cancelled and returns how many
+// questions that took, failing past limit.
+func askUntilCancelled(t *testing.T, d *deadline, limit int) int {
+	t.Helper()
+	for n := 1; n <= limit; n++ {
+		if d.Cancelled() {
+			return n
+		}
+	}
+	t.Fatalf("not cancelled after %d questions", limit)
+	return 0
+}
+
+func TestDeadline(t *testing.T) {
+	d := &deadline{ctx: context.Background(), end: time.Now().Add(time.Hour)}
+	for range 3 * deadlineEvery {
+		if d.Cancelled() {
+			t.Fatal("cancelled an hour before the deadline")
+		}
+	}
+	d.Cancel()
+	if !d.Cancelled() || d.expired.Load() {
+		t.Fatalf("after Cancel: cancelled %v, expired %v; want true, false", d.Cancelled(), d.expired.Load())
+	}
+
+	d = &deadline{ctx: context.Background(), end: time.Now().Add(-time.Millisecond)}
+	askUntilCancelled(t, d, deadlineEvery)
+	if !d.expired.Load() {
+		t.Error("the deadline passed but expired is false")
+	}
+	if !d.Cancelled() {
+		t.Error("a passed deadline stopped saying cancelled")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d = &deadline{ctx: ctx, end: time.Now().Add(time.Hour)}
+	askUntilCancelled(t, d, deadlineEvery)
+	if d.expired.Load() {
+		t.Error("an ended context counts as the engine's timeout")
+	}
+}
+
 func TestUnknownActionDeniesWhateverThePolicy(t *testing.T) {
 	// The failing_tests bundle allows everything.
 	e := newEngine(t, Options{Dir: filepath.Join("testdata", "failing_tests")})

@@ -89,8 +89,8 @@ type objectBuilder struct {
 	values []ast.Term
 }
 
-// maxFields is more than the fields of any object of the input but the
-// labels (labelsValue). A type that grows past it fails the conversion tests.
+// maxFields is more than the fields of any object built with objectBuilder. A
+// type that grows past it fails the conversion tests.
 const maxFields = 16
 
 // newObject starts an object of at most n fields.
@@ -115,18 +115,13 @@ func (b *objectBuilder) strOmitEmpty(key *ast.Term, v string) {
 func (b *objectBuilder) object() ast.Object { return ast.NewObject(b.items[:b.n]...) }
 
 // The field names of the input's objects, made once: building an input
-// allocates no key but the labels'. The evaluator never modifies a term.
+// allocates no key. The evaluator never modifies a term.
 var (
 	keyKind, keyName, keyOwner = ast.StringTerm("kind"), ast.StringTerm("name"), ast.StringTerm("owner")
 
 	keyAction, keyTarget, keyParams, keyJustification = ast.StringTerm("action"), ast.StringTerm("target"), ast.StringTerm("params"), ast.StringTerm("justification")
 	keyCluster, keyNamespace                          = ast.StringTerm("cluster"), ast.StringTerm("namespace")
 	keyReplicas, keyContainer, keyImage               = ast.StringTerm("replicas"), ast.StringTerm("container"), ast.StringTerm("image")
-
-	keyExists, keyUID, keyImages, keyPreviousImages = ast.StringTerm("exists"), ast.StringTerm("uid"), ast.StringTerm("images"), ast.StringTerm("previous_images")
-	keyRestartedAt, keyUnschedulable                = ast.StringTerm("restarted_at"), ast.StringTerm("unschedulable")
-	keyQuarantine, keyQuarantinePolicy              = ast.StringTerm("quarantine"), ast.StringTerm("quarantine_policy")
-	keyPhase, keyLabels                             = ast.StringTerm("phase"), ast.StringTerm("labels")
 
 	keyRequesterActions, keyRequesterDenials  = ast.StringTerm("requester_actions"), ast.StringTerm("requester_denials")
 	keyTargetActions, keyNamespaceQuarantines = ast.StringTerm("target_actions"), ast.StringTerm("namespace_quarantines")
@@ -186,54 +181,43 @@ func stepValue(s remediation.Step) ast.Value {
 	return b.object()
 }
 
+// snapshotValue is a lazy object, like the input: policies read a few of the
+// target's fields (its replicas), and the others (images and labels above
+// all) are converted only if one does.
 func snapshotValue(s remediation.Snapshot) ast.Value {
-	b := newObject(11)
-	b.put(keyExists, ast.Boolean(s.Exists))
-	b.strOmitEmpty(keyUID, s.UID)
+	fields := make(map[string]any, 11)
+	fields["exists"] = ast.Boolean(s.Exists)
+	if s.UID != "" {
+		fields["uid"] = s.UID
+	}
 	if s.Replicas != nil {
-		b.put(keyReplicas, intValue(int(*s.Replicas)))
+		fields["replicas"] = intValue(int(*s.Replicas))
 	}
 	if len(s.Images) > 0 {
-		imgs := make([]*ast.Term, len(s.Images))
-		for i, c := range s.Images {
-			ci := newObject(2)
-			ci.str(keyContainer, c.Container)
-			ci.str(keyImage, c.Image)
-			imgs[i] = ast.NewTerm(ci.object())
-		}
-		b.put(keyImages, ast.NewArray(imgs...))
+		fields["images"] = s.Images
 	}
 	if len(s.PreviousImages) > 0 {
-		prev := make([]*ast.Term, len(s.PreviousImages))
-		for i, img := range s.PreviousImages {
-			prev[i] = ast.StringTerm(img)
-		}
-		b.put(keyPreviousImages, ast.NewArray(prev...))
+		fields["previous_images"] = s.PreviousImages
 	}
-	b.strOmitEmpty(keyRestartedAt, s.RestartedAt)
+	if s.RestartedAt != "" {
+		fields["restarted_at"] = s.RestartedAt
+	}
 	if s.Unschedulable != nil {
-		b.put(keyUnschedulable, ast.Boolean(*s.Unschedulable))
+		fields["unschedulable"] = ast.Boolean(*s.Unschedulable)
 	}
-	b.strOmitEmpty(keyQuarantine, s.Quarantine)
+	if s.Quarantine != "" {
+		fields["quarantine"] = s.Quarantine
+	}
 	if s.QuarantinePolicy {
-		b.put(keyQuarantinePolicy, ast.Boolean(true))
+		fields["quarantine_policy"] = ast.Boolean(true)
 	}
-	b.strOmitEmpty(keyPhase, s.Phase)
+	if s.Phase != "" {
+		fields["phase"] = s.Phase
+	}
 	if len(s.Labels) > 0 {
-		b.put(keyLabels, labelsValue(s.Labels))
+		fields["labels"] = s.Labels
 	}
-	return b.object()
-}
-
-// labelsValue is an object of any size, unlike the others.
-func labelsValue(labels map[string]string) ast.Value {
-	items := make([][2]*ast.Term, 0, len(labels))
-	values := make([]ast.Term, 0, len(labels))
-	for k, v := range labels {
-		values = append(values, ast.Term{Value: ast.String(v)})
-		items = append(items, [2]*ast.Term{ast.StringTerm(k), &values[len(values)-1]})
-	}
-	return ast.NewObject(items...)
+	return ast.LazyObject(fields)
 }
 
 func (h History) value() ast.Value {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/reins-dev/reins/remediation"
 )
@@ -119,6 +121,45 @@ func TestInputValueMatchesJSON(t *testing.T) {
 				t.Fatalf("AST input differs from its JSON form:\n got %v\nwant %v", got, want)
 			}
 		})
+	}
+}
+
+// TestInputValueReadsLikeJSON reads the lazy parts of the input (the plan,
+// and the target's state) the way a policy does, field by field: the values
+// are those of the JSON form.
+func TestInputValueReadsLikeJSON(t *testing.T) {
+	const module = `package t
+
+fields := [
+	input.plan.steps[0].params,
+	input.plan.incident,
+	input.state.images,
+	input.state.labels,
+	input.state.previous_images,
+	input.state.uid,
+	input.state.exists,
+	input.state.replicas,
+	input.state.unschedulable,
+	object.keys(input.state),
+]`
+	q, err := rego.New(rego.Query("data.t.fields"), rego.Module("t.rego", module)).PrepareForEval(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(v ast.Value) string {
+		rs, err := q.Eval(context.Background(), rego.EvalParsedInput(v))
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("eval: %v, %d results", err, len(rs))
+		}
+		raw, err := json.Marshal(rs[0].Expressions[0].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(raw)
+	}
+	in := fullInput()
+	if got, want := read(in.value()), read(jsonValue(t, in)); got != want {
+		t.Fatalf("policy reads\n %s\nwant\n %s", got, want)
 	}
 }
 
