@@ -49,10 +49,35 @@ func DialTemporal(ctx context.Context, logger *slog.Logger, cfg Config) (sdkclie
 	return c, nil
 }
 
+// Client-side rate limits of the worker's Kubernetes clients (its own and,
+// as they copy its settings, every step's), unless the kubeconfig sets
+// them. client-go's defaults (5 requests a second, bursts of 10) are meant
+// for small tools: every remediation in flight reads its targets and polls
+// its rollouts through them, and would queue behind the others. The API
+// server's own flow control (API Priority and Fairness) still applies.
+const (
+	KubeQPS   = 50
+	KubeBurst = 100
+)
+
 // KubeConfig loads the worker's own Kubernetes identity: the kubeconfig file
 // at path, else the default loading rules ($KUBECONFIG, ~/.kube/config), else
-// the in-cluster service account.
+// the in-cluster service account; with KubeQPS and KubeBurst.
 func KubeConfig(path string) (*rest.Config, error) {
+	cfg, err := kubeConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.QPS == 0 {
+		cfg.QPS = KubeQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = KubeBurst
+	}
+	return cfg, nil
+}
+
+func kubeConfig(path string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if path != "" {
 		rules.ExplicitPath = path
