@@ -86,10 +86,11 @@ func TestExplainRecordedHistory(t *testing.T) {
 	}
 }
 
-// The recorded run of integration/TestAuditWorkerKilledBetweenActionAndRecord:
+// The recorded run of integration/TestAuditWorkerKilledBetweenActionAndRecord
+// (before targets were read by a local activity):
 // the attempts the history shows, and a chain without gap or duplicate.
 func TestExplainRecordedHistoryOfAKilledWorker(t *testing.T) {
-	h := loadHistory(t, "TestAuditWorkerKilledBetweenActionAndRecord")
+	h := loadHistory(t, "v0-TestAuditWorkerKilledBetweenActionAndRecord")
 	e, err := workflows.ExplainHistory(h.Events, nil)
 	if err != nil {
 		t.Fatal(err)
