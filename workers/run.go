@@ -50,8 +50,7 @@ func DialTemporal(ctx context.Context, logger *slog.Logger, cfg Config) (sdkclie
 }
 
 // Client-side rate limits of the worker's Kubernetes clients (its own and,
-// as they copy its settings, every step's), unless the kubeconfig sets
-// them. client-go's defaults (5 requests a second, bursts of 10) are meant
+// as they copy its settings, every step's). client-go's defaults (5 requests a second, bursts of 10) are meant
 // for small tools: every remediation in flight reads its targets and polls
 // its rollouts through them, and would queue behind the others. The API
 // server's own flow control (API Priority and Fairness) still applies.
@@ -68,12 +67,7 @@ func KubeConfig(path string) (*rest.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.QPS == 0 {
-		cfg.QPS = KubeQPS
-	}
-	if cfg.Burst == 0 {
-		cfg.Burst = KubeBurst
-	}
+	cfg.QPS, cfg.Burst = KubeQPS, KubeBurst
 	return cfg, nil
 }
 
