@@ -19,15 +19,23 @@ func ceJSON(id, team string) []byte {
 		"data":{"labels":{"team":%q,"namespace":"shop-eu","app.kubernetes.io/name":"cart"}}}`, id, team)
 }
 
-func TestConsumer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// embeddedNATS starts a NATS server with JetStream for the test, and the
+// logger its clients use.
+func embeddedNATS(ctx context.Context, t *testing.T) (*devstack.NATS, *slog.Logger) {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	srv, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
+	return srv, logger
+}
+
+func TestConsumer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, logger := embeddedNATS(ctx, t)
 	d, tmp, rec := dispatcher(t)
 	tmp.failNext = 2 // the first message is handled on its third delivery
 	opts := ConsumerOptions{URL: srv.URL, Stream: "EVENTS", Subject: "events.>", Durable: "test", CreateStream: true, AckWait: 5 * time.Second, Logger: logger}

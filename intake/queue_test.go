@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/reins-dev/reins/devstack"
 )
 
 // roundTrip decodes a queued message as the Consumer does.
@@ -131,12 +128,7 @@ func TestQueueSubject(t *testing.T) {
 func TestQueue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	logger := slog.New(slog.DiscardHandler)
-	srv, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv, logger := embeddedNATS(ctx, t)
 	d, tmp, rec := dispatcher(t)
 	opts := ConsumerOptions{URL: srv.URL, Stream: "EVENTS", Subject: "events.>", Durable: "test", CreateStream: true, Logger: logger}
 	if _, err := NewQueue(ctx, opts); err == nil || !strings.Contains(err.Error(), "create_stream") {

@@ -255,10 +255,9 @@ func written(b *testing.B, w watch.Interface, image string) time.Time {
 	}
 }
 
-// percentiles are the p50 and p99 of samples (sorted in place).
+// percentiles are the p50 and p99 of samples.
 func percentiles(samples []time.Duration) (p50, p99 time.Duration) {
-	slices.Sort(samples)
-	return samples[len(samples)/2], samples[(len(samples)*99)/100]
+	return percentile(samples, 50), percentile(samples, 99)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

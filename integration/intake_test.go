@@ -378,6 +378,29 @@ func burst(t testing.TB, url, prefix string, n, fingerprints, concurrency int) (
 	return lat, count
 }
 
+// wantOnePerFingerprint checks what the burst of 1,000 posts over 100
+// fingerprints under prefix left: exactly one remediation per fingerprint
+// (Temporal's visibility count), named after it, and every post recorded
+// once, as a start or a duplicate. It closes the door.
+func wantOnePerFingerprint(t *testing.T, door *intakeDoor, prefix string) {
+	t.Helper()
+	ids := wantRemediations(t, door.queue, 100)
+	for i, id := range ids {
+		if !strings.HasPrefix(id, "reins-it-replicas-"+prefix+"-") {
+			t.Errorf("remediation %d is %s, want reins-it-replicas-<fingerprint>", i, id)
+		}
+	}
+	waitFor(t, "every post recorded", func() (bool, error) {
+		recs := door.sink.count()
+		return recs[gateway.AuditEventStarted]+recs[gateway.AuditEventDuplicate] >= 1000, fmt.Errorf("records %v", recs)
+	})
+	door.intake.Close()
+	recs := door.sink.count()
+	if recs[gateway.AuditEventStarted] != 100 || recs[gateway.AuditEventDuplicate] != 900 {
+		t.Errorf("audit records %v, want 100 %s and 900 %s", recs, gateway.AuditEventStarted, gateway.AuditEventDuplicate)
+	}
+}
+
 func percentile(lat []time.Duration, p int) time.Duration {
 	s := slices.Clone(lat)
 	slices.Sort(s)
@@ -395,17 +418,7 @@ func TestIntakeAlertmanagerBurst(t *testing.T) {
 	if results[intake.ResultStarted] != 100 || results[intake.ResultDuplicate] != 900 {
 		t.Errorf("answers %v, want 100 started and 900 duplicate", results)
 	}
-	ids := wantRemediations(t, door.queue, 100)
-	for i, id := range ids {
-		if !strings.HasPrefix(id, "reins-it-replicas-"+prefix+"-") {
-			t.Errorf("remediation %d is %s, want reins-it-replicas-<fingerprint>", i, id)
-		}
-	}
-	door.intake.Close()
-	recs := door.sink.count()
-	if recs[gateway.AuditEventStarted] != 100 || recs[gateway.AuditEventDuplicate] != 900 {
-		t.Errorf("audit records %v, want 100 %s and 900 %s", recs, gateway.AuditEventStarted, gateway.AuditEventDuplicate)
-	}
+	wantOnePerFingerprint(t, door, prefix)
 	t.Logf("ack latency under the burst: p50 %s, p99 %s, max %s", percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
 }
 
@@ -424,21 +437,7 @@ func TestIntakeQueuedBurst(t *testing.T) {
 	if n := door.storedEvents(t); n != uint64(results[intake.ResultQueued]) {
 		t.Errorf("%d events stored, want one per queued answer (%d)", n, results[intake.ResultQueued])
 	}
-	ids := wantRemediations(t, door.queue, 100)
-	for i, id := range ids {
-		if !strings.HasPrefix(id, "reins-it-replicas-"+prefix+"-") {
-			t.Errorf("remediation %d is %s, want reins-it-replicas-<fingerprint>", i, id)
-		}
-	}
-	waitFor(t, "every post recorded", func() (bool, error) {
-		recs := door.sink.count()
-		return recs[gateway.AuditEventStarted]+recs[gateway.AuditEventDuplicate] >= 1000, fmt.Errorf("records %v", recs)
-	})
-	door.intake.Close()
-	recs := door.sink.count()
-	if recs[gateway.AuditEventStarted] != 100 || recs[gateway.AuditEventDuplicate] != 900 {
-		t.Errorf("audit records %v, want 100 %s and 900 %s", recs, gateway.AuditEventStarted, gateway.AuditEventDuplicate)
-	}
+	wantOnePerFingerprint(t, door, prefix)
 	t.Logf("queued ack latency under the burst: p50 %s, p99 %s, max %s", percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
 }
 
