@@ -178,9 +178,12 @@ func runDev(ctx context.Context, logger *slog.Logger, o devOptions, out io.Write
 			return fmt.Errorf("set %s for the gateway: %w", k, err)
 		}
 	}
-	if err := startDevGateway(ctx, cfg, logger); err != nil {
+	stopGateway, err := startDevGateway(ctx, cfg, logger)
+	if err != nil {
 		return err
 	}
+	// Before NATS, Vault and Temporal stop: the gateway drains its doors.
+	defer stopGateway()
 	logger.Info("stack up", "took", time.Since(started).Round(time.Millisecond))
 
 	fmt.Fprintf(out, "\nreins dev is up (state in %s). In another shell:\n", o.dir)

@@ -75,27 +75,33 @@ func devSecurity(dir string, setup *devstack.VaultSetup, ui string, gatewayPort 
 func devCodecEndpoint(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) + "/codec" }
 
 // startDevGateway writes the gateway's token (kept across runs) and serves
-// the codec endpoints until ctx ends.
-func startDevGateway(ctx context.Context, cfg workers.Config, logger *slog.Logger) error {
+// every door the config opens until ctx ends or stop is called; stop
+// returns once the gateway no longer serves and its doors are drained.
+func startDevGateway(ctx context.Context, cfg workers.Config, logger *slog.Logger) (stop func(), err error) {
 	if _, err := os.Stat(cfg.Gateway.TokenFile); errors.Is(err, os.ErrNotExist) {
 		token := make([]byte, 24)
 		_, _ = rand.Read(token) // never fails (Go 1.24+ crashes instead)
 		if err := os.WriteFile(cfg.Gateway.TokenFile, []byte(hex.EncodeToString(token)+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write the gateway token: %w", err)
+			return nil, fmt.Errorf("write the gateway token: %w", err)
 		}
 	}
-	srv, stop, err := newGateway(ctx, cfg, logger)
+	ctx, cancel := context.WithCancel(ctx)
+	srv, stopDoors, err := newGateway(ctx, cfg, logger)
 	if err != nil {
-		return err
+		cancel()
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
 	if err != nil {
-		stop()
-		return fmt.Errorf("gateway (--gateway-port): %w", err)
+		stopDoors()
+		cancel()
+		return nil, fmt.Errorf("gateway (--gateway-port): %w", err)
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		serveGateway(ctx, srv, ln, logger)
-		stop()
+		stopDoors()
 	}()
-	return nil
+	return func() { cancel(); <-done }, nil
 }
