@@ -94,20 +94,8 @@ func (f *agentTemporal) setState(id string, s remediation.State) {
 	f.statuses[id] = st
 }
 
-// agentSink keeps the gateway's audit records in memory.
-type agentSink struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-}
-
-func (s *agentSink) Name() string { return "memory" }
-
-func (s *agentSink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, nil
-}
+// agentSink reads the agent door's records.
+type agentSink struct{ memorySink }
 
 // records returns the records so far with their decoded data.
 func (s *agentSink) records(t testing.TB) ([]string, []agentAudit) {

@@ -1,9 +1,30 @@
 package gateway
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/reins-dev/reins/remediation"
 )
+
+// memorySink keeps the gateway's audit records in memory; Store answers err
+// (after keeping the record).
+type memorySink struct {
+	mu   sync.Mutex
+	recs []remediation.AuditRecord
+	err  error
+}
+
+func (s *memorySink) Name() string { return "memory" }
+
+func (s *memorySink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, rec)
+	return false, s.err
+}
 
 func TestRefusalBudget(t *testing.T) {
 	b := NewRefusalBudget()

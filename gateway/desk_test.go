@@ -58,21 +58,8 @@ func (f *deskTemporal) sent() []remediation.Approval {
 	return append([]remediation.Approval(nil), f.signalled...)
 }
 
-// deskSink keeps the gateway's audit records in memory.
-type deskSink struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-	err  error
-}
-
-func (s *deskSink) Name() string { return "memory" }
-
-func (s *deskSink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, s.err
-}
+// deskSink reads the desk's records.
+type deskSink struct{ memorySink }
 
 // last returns the type and data of the last record.
 func (s *deskSink) last(t *testing.T) (string, DeskAuditData) {

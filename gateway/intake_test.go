@@ -29,21 +29,6 @@ import (
 
 const intakeToken = "alertmanager-token-0123456789"
 
-// memorySink keeps audit records.
-type memorySink struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-}
-
-func (s *memorySink) Name() string { return "memory" }
-
-func (s *memorySink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, nil
-}
-
 func (s *memorySink) types() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -22,20 +22,8 @@ const (
 	slackDigest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 )
 
-// slackSink keeps audit records in memory.
-type slackSink struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-}
-
-func (s *slackSink) Name() string { return "memory" }
-
-func (s *slackSink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, nil
-}
+// slackSink reads the Slack door's records.
+type slackSink struct{ memorySink }
 
 func (s *slackSink) ofType(typ string) []remediation.AuditRecord {
 	s.mu.Lock()

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,20 +94,8 @@ var deskHumans = deskTokens{
 	"mallory-token": deskHuman("mallory", "payments"),
 }
 
-// deskAudit keeps the gateway's audit records.
-type deskAudit struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-}
-
-func (s *deskAudit) Name() string { return "test" }
-
-func (s *deskAudit) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, nil
-}
+// deskAudit reads the desk's records.
+type deskAudit struct{ gatewayAudit }
 
 // of returns the records of typ about remediation id.
 func (s *deskAudit) of(t *testing.T, typ, id string) []gateway.DeskAuditData {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,6 +115,21 @@ func (w worker) run(t *testing.T, plan remediation.Plan) workflows.Status {
 	recordHistory(t, st.ID, strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())+"-"+st.ID)
 	wantAuditChain(t, w.cfg.Audit, st)
 	return st
+}
+
+// gatewayAudit keeps a gateway's audit records in memory.
+type gatewayAudit struct {
+	mu   sync.Mutex
+	recs []remediation.AuditRecord
+}
+
+func (s *gatewayAudit) Name() string { return "memory" }
+
+func (s *gatewayAudit) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, rec)
+	return false, nil
 }
 
 func plan(env string, steps ...remediation.Step) remediation.Plan {

@@ -82,20 +82,8 @@ func intakeTriggerConfigs(t testing.TB) []intake.TriggerConfig {
 	return cfgs
 }
 
-// intakeSink keeps the gateway's audit records.
-type intakeSink struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-}
-
-func (s *intakeSink) Name() string { return "memory" }
-
-func (s *intakeSink) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, nil
-}
+// intakeSink reads the intake's records.
+type intakeSink struct{ gatewayAudit }
 
 func (s *intakeSink) count() map[string]int {
 	s.mu.Lock()

@@ -622,20 +622,8 @@ func TestSlackApprovals(t *testing.T) {
 	})
 }
 
-// slackAudit keeps the gateway's audit records.
-type slackAudit struct {
-	mu   sync.Mutex
-	recs []remediation.AuditRecord
-}
-
-func (s *slackAudit) Name() string { return "test" }
-
-func (s *slackAudit) Store(_ context.Context, rec remediation.AuditRecord, _ []byte) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs = append(s.recs, rec)
-	return false, nil
-}
+// slackAudit reads the Slack door's records.
+type slackAudit struct{ gatewayAudit }
 
 // slackRejected returns the gateway's AuditSlackRejected records.
 func (s *slackAudit) slackRejected(t *testing.T) []gateway.SlackRejectedData {
