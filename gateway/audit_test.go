@@ -26,6 +26,12 @@ func (s *memorySink) Store(_ context.Context, rec remediation.AuditRecord, _ []b
 	return false, s.err
 }
 
+// budgetAllows is the most records a RefusalBudget lets through in d: its
+// burst, and 5 a second.
+func budgetAllows(d time.Duration) int {
+	return 20 + int(d.Seconds()*5) + 1
+}
+
 func TestRefusalBudget(t *testing.T) {
 	b := NewRefusalBudget()
 	at := time.Now()
