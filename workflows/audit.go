@@ -31,6 +31,8 @@ type auditor struct {
 	closed, done           bool
 	seq                    int64
 	prev                   string
+	// held reports whether new records must wait (run.acting).
+	held func() bool
 }
 
 // note is a transition waiting for its record.
@@ -55,7 +57,7 @@ func (a *auditor) start(ctx workflow.Context) {
 func (a *auditor) loop(ctx workflow.Context) {
 	logger := workflow.GetLogger(ctx)
 	for {
-		_ = workflow.Await(ctx, func() bool { return len(a.queue) > 0 || a.closed })
+		_ = workflow.Await(ctx, func() bool { return (len(a.queue) > 0 && !a.held()) || a.closed })
 		if len(a.queue) == 0 {
 			a.done = true
 			return

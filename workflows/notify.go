@@ -43,7 +43,7 @@ func (r *run) messengerLoop(ctx workflow.Context) {
 	m := r.msgs
 	logger := workflow.GetLogger(ctx)
 	for {
-		_ = workflow.Await(ctx, func() bool { return len(m.queue) > 0 || m.closed })
+		_ = workflow.Await(ctx, func() bool { return (len(m.queue) > 0 && !r.acting) || m.closed })
 		if len(m.queue) == 0 {
 			m.done = true
 			return

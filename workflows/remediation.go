@@ -96,6 +96,10 @@ type run struct {
 	audit *auditor
 	// msgs posts and updates the approvers' messages.
 	msgs *messenger
+	// acting is set while a step reads its target and schedules its write:
+	// the audit records and approver messages wait, so that the write's
+	// task is the first one dispatched.
+	acting bool
 }
 
 type compensation struct {
@@ -119,6 +123,7 @@ func newRun(ctx workflow.Context, in RemediationInput) *run {
 			DryRun:      in.Plan.DryRun,
 		},
 	}
+	r.audit.held = func() bool { return r.acting }
 	if in.Plan.Validate() == nil {
 		r.status.PlanDigest = in.Plan.Digest()
 	}
@@ -194,8 +199,12 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	}
 
 	st.State = remediation.StepRunning
+	// From version writeFirst the bookkeeping the step caused so far waits
+	// until its write is scheduled (run.acting).
+	r.acting = workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, writeFirst) >= writeFirst
 	observed, err := r.observe(ctx, i, "observe "+st.Target)
 	if err != nil {
+		r.acting = false
 		st.State = remediation.StepFailed
 		st.Error = "could not read the target before acting: " + errorMessage(err)
 		r.record(ctx, remediation.AuditActionFailed, remediation.AuditActionData{
@@ -216,8 +225,9 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		AuditStep: r.stepRef(i), Action: step.Action, Change: remediation.DescribeChange(step, observed.Snapshot),
 		Before: observed.Snapshot.Brief(), DryRun: r.plan.DryRun, Approvers: r.approvers(i),
 	}
-	if err := workflow.ExecuteActivity(withActivity(ctx, writeOptions(r.actionSummary(i, observed.Snapshot))),
-		remediation.ActivityExecute, in).Get(ctx, &executed); err != nil {
+	write := workflow.ExecuteActivity(withActivity(ctx, writeOptions(r.actionSummary(i, observed.Snapshot))), remediation.ActivityExecute, in)
+	r.acting = false
+	if err := write.Get(ctx, &executed); err != nil {
 		st.State = remediation.StepFailed
 		st.Error = errorMessage(err)
 		action.Error = st.Error
@@ -245,9 +255,13 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 }
 
 // observeLocal is the change under which a target is read by a local
-// activity. Remediations whose history predates it read with a regular
-// activity, and replay that way.
-const observeLocal = "observe-local"
+// activity (version 1), and a step's write is scheduled before the audit
+// records and approver messages it caused (version writeFirst).
+// Remediations whose history predates a version replay without it.
+const (
+	observeLocal = "observe-local"
+	writeFirst   = workflow.Version(2)
+)
 
 // observe reads step i's target with the worker's read-only identity. The
 // read is a local activity, run in the workflow task that goes on to
@@ -258,7 +272,7 @@ const observeLocal = "observe-local"
 func (r *run) observe(ctx workflow.Context, i int, summary string) (remediation.ObserveResult, error) {
 	in := remediation.ObserveInput{Step: r.plan.Steps[i]}
 	var observed remediation.ObserveResult
-	if workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, writeFirst) == workflow.DefaultVersion {
 		err := workflow.ExecuteActivity(withActivity(ctx, readOptions(summary)), remediation.ActivityObserve, in).Get(ctx, &observed)
 		return observed, err
 	}
