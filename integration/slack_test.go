@@ -402,6 +402,30 @@ func (d *slackDoor) click(t testing.TB, user, action string, m slackMessage) str
 	return path
 }
 
+// wantWriteFirst checks that the workflow task that scheduled id's write
+// (after the counted approval) scheduled nothing before it: the audit
+// record and the message update the approval caused come after.
+func wantWriteFirst(t *testing.T, id string) {
+	t.Helper()
+	var sinceTask []string
+	for _, ev := range fetchHistory(t, id).Events {
+		switch {
+		case ev.GetWorkflowTaskCompletedEventAttributes() != nil:
+			sinceTask = nil
+		case ev.GetActivityTaskScheduledEventAttributes() != nil:
+			name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			if name == remediation.ActivityExecute {
+				if len(sinceTask) > 0 {
+					t.Errorf("the write was scheduled after %v in its workflow task", sinceTask)
+				}
+				return
+			}
+			sinceTask = append(sinceTask, name)
+		}
+	}
+	t.Errorf("remediation %s scheduled no write", id)
+}
+
 // slackSignals counts the approval signals in id's history.
 func slackSignals(t *testing.T, id string) int {
 	t.Helper()
@@ -480,6 +504,7 @@ func TestSlackApprovals(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantState(t, st, remediation.StateCompleted)
+		wantWriteFirst(t, run.GetID())
 		if img := getDeployment(t, ns, "approve").Spec.Template.Spec.Containers[0].Image; img != "registry.example/app:2" {
 			t.Fatalf("image %s after approval", img)
 		}
