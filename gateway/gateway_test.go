@@ -18,7 +18,8 @@ import (
 
 const token = "test-token-0123456789abcdef"
 
-func server(t *testing.T) (*httptest.Server, *codec.Codec) {
+// newServer is a gateway with a fresh codec key and the test token.
+func newServer(t *testing.T, corsOrigins ...string) (*Server, *codec.Codec) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "key")
 	if err := codec.GenerateKeyFile(path); err != nil {
@@ -29,10 +30,16 @@ func server(t *testing.T) (*httptest.Server, *codec.Codec) {
 		t.Fatal(err)
 	}
 	c := &codec.Codec{Keys: keys}
-	gw, err := New(Options{Codec: c, Token: token, CORSOrigins: []string{"http://localhost:8233"}})
+	gw, err := New(Options{Codec: c, Token: token, CORSOrigins: corsOrigins})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return gw, c
+}
+
+func server(t *testing.T) (*httptest.Server, *codec.Codec) {
+	t.Helper()
+	gw, c := newServer(t, "http://localhost:8233")
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
 	return srv, c

@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reins-dev/reins/codec"
 	"github.com/reins-dev/reins/devstack"
 	"github.com/reins-dev/reins/intake"
 	"github.com/reins-dev/reins/remediation"
@@ -121,18 +120,7 @@ func intakeDispatcher(t *testing.T) (*intake.Dispatcher, *fakeTemporal, *memoryS
 // serveIntake serves a gateway with the intake of opts, which accepts intakeToken.
 func serveIntake(t *testing.T, opts IntakeOptions) (*httptest.Server, *Intake) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "key")
-	if err := codec.GenerateKeyFile(path); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.LoadFileKeys(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := New(Options{Codec: &codec.Codec{Keys: keys}, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw, _ := newServer(t)
 	sum := sha256.Sum256([]byte(intakeToken))
 	opts.TokenSHA256 = [][]byte{sum[:]}
 	in, err := NewIntake(opts)

@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/reins-dev/reins/audit"
-	"github.com/reins-dev/reins/codec"
 	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
@@ -94,18 +93,7 @@ func startAgentDoor(t *testing.T) agentDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(t.TempDir(), "codec.key")
-	if err := codec.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.LoadFileKeys(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.gw, err = gateway.New(gateway.Options{Codec: &codec.Codec{Keys: keys}, Token: "codec-token-0123456789", Logger: stack.logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d.gw = newTestGateway(t)
 	d.api.Mount(d.gw)
 	d.srv = httptest.NewServer(d.gw)
 	t.Cleanup(d.srv.Close)

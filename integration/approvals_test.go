@@ -20,7 +20,6 @@ import (
 
 	sdkclient "go.temporal.io/sdk/client"
 
-	"github.com/reins-dev/reins/codec"
 	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/vaultclient"
@@ -146,18 +145,7 @@ func startDeskGateway(t *testing.T) deskGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(dir, "codec.key")
-	if err := codec.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.LoadFileKeys(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.New(gateway.Options{Codec: &codec.Codec{Keys: keys}, Token: "codec-token-0123456789", Logger: stack.logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestGateway(t)
 	srv.Handle(gateway.ApprovalsPattern, gateway.NewApprovalsAPI(desk, deskHumans))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)

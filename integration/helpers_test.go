@@ -29,7 +29,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/reins-dev/reins/codec"
 	"github.com/reins-dev/reins/devstack"
+	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
@@ -115,6 +117,25 @@ func (w worker) run(t *testing.T, plan remediation.Plan) workflows.Status {
 	recordHistory(t, st.ID, strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())+"-"+st.ID)
 	wantAuditChain(t, w.cfg.Audit, st)
 	return st
+}
+
+// newTestGateway is a gateway (codec server and mux) with a fresh codec key,
+// for a test to mount doors on.
+func newTestGateway(t testing.TB) *gateway.Server {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "codec.key")
+	if err := codec.GenerateKeyFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := codec.LoadFileKeys(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Options{Codec: &codec.Codec{Keys: keys}, Token: "codec-token-0123456789", Logger: stack.logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
 }
 
 // gatewayAudit keeps a gateway's audit records in memory.

@@ -151,18 +151,7 @@ func newIntakeDoor(t testing.TB, queued bool) *intakeDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(t.TempDir(), "codec.key")
-	if err := codec.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.LoadFileKeys(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Options{Codec: &codec.Codec{Keys: keys}, Token: "codec-token-0123456789abcdef", Logger: stack.logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := newTestGateway(t)
 	door := &intakeDoor{queue: queue, sink: sink, dispatcher: d}
 	var q *intake.Queue
 	if queued {

@@ -23,7 +23,6 @@ import (
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
 
-	"github.com/reins-dev/reins/codec"
 	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/slackapp"
@@ -310,18 +309,7 @@ func startSlackDoorWith(t testing.TB, start func(dir string, slack workers.Slack
 	if err != nil || runner != nil {
 		t.Fatalf("slack door: %v (socket runner %v)", err, runner)
 	}
-	keyFile := filepath.Join(dir, "codec.key")
-	if err := codec.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.LoadFileKeys(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.New(gateway.Options{Codec: &codec.Codec{Keys: keys}, Token: "codec-token-0123456789", Logger: stack.logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestGateway(t)
 	srv.Handle(gateway.SlackInteractionsPattern, door)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
