@@ -57,22 +57,29 @@ func post(t *testing.T, srv *httptest.Server, path string, ps []*commonpb.Payloa
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, b := roundTrip(t, req)
 	var out commonpb.Payloads
 	if resp.StatusCode == http.StatusOK {
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
 		if err := protojson.Unmarshal(b, &out); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return resp, out.Payloads
+}
+
+// roundTrip sends req and returns the response with its whole body read.
+func roundTrip(t testing.TB, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
 }
 
 func TestCodecEndpoints(t *testing.T) {
