@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -16,7 +17,7 @@ import (
 // SlackNotifier posts a step's co-signature request and keeps it current;
 // *slackapp.Notifier is the real one.
 type SlackNotifier interface {
-	Post(ctx context.Context, req remediation.ApprovalRequest, workflowURL string) (remediation.ApprovalMessage, error)
+	Post(ctx context.Context, req remediation.ApprovalRequest, opts slackapp.PostOptions) (slackapp.Posted, error)
 	Update(ctx context.Context, in remediation.UpdateApprovalInput, workflowURL string) error
 }
 
@@ -44,14 +45,37 @@ func (s *Slack) NotifyApprovers(ctx context.Context, req remediation.ApprovalReq
 			"Slack is not configured: co-sign with `reins approve %s --step %d` (or refuse with `reins deny %s --step %d`)",
 			req.Remediation, req.Index, req.Remediation, req.Index)}, nil
 	}
-	msg, err := s.Notifier.Post(ctx, req, s.workflowURL(ctx))
+	// A retry first looks for the message an earlier attempt posted (its
+	// answer lost, or the attempt timed out after Slack took it), so that
+	// approvers see one request with live buttons, not two.
+	info := activity.GetInfo(ctx)
+	opts := slackapp.PostOptions{WorkflowURL: s.workflowURL(ctx), Key: info.WorkflowExecution.RunID + "/" + info.ActivityID}
+	if info.Attempt > 1 {
+		opts.FindSince = info.ScheduledTime.Add(-postClockSkew)
+	}
+	posted, err := s.Notifier.Post(ctx, req, opts)
 	if err != nil {
 		return remediation.NotifyApproversResult{}, slackError(fmt.Sprintf("post the co-signature request of step %d to group %s", req.Index, req.Group), err)
 	}
-	activity.GetLogger(ctx).Info("co-signature request posted", "remediation", req.Remediation, "step", req.Index,
-		"group", req.Group, "escalated", req.Escalated, "channel", msg.Channel, "ts", msg.TS)
+	logger := activity.GetLogger(ctx)
+	msg := posted.Message
+	if posted.Found {
+		logger.Info("co-signature request found, posted by an earlier attempt; not posted again", "remediation", req.Remediation, "step", req.Index,
+			"group", req.Group, "attempt", info.Attempt, "channel", msg.Channel, "ts", msg.TS)
+	} else {
+		if posted.FindErr != nil {
+			logger.Warn("could not look for the message of an earlier attempt, so the request may show twice (give the bot channels:history, or groups:history for a private channel)",
+				"remediation", req.Remediation, "step", req.Index, "attempt", info.Attempt, "error", posted.FindErr)
+		}
+		logger.Info("co-signature request posted", "remediation", req.Remediation, "step", req.Index,
+			"group", req.Group, "escalated", req.Escalated, "channel", msg.Channel, "ts", msg.TS)
+	}
 	return remediation.NotifyApproversResult{Messages: []remediation.ApprovalMessage{msg}}, nil
 }
+
+// postClockSkew widens the search for an earlier attempt's message, for
+// clocks of the Temporal server and Slack that disagree.
+const postClockSkew = time.Minute
 
 // UpdateApprovalMessage rewrites in's messages: votes, buttons gone once
 // decided, outcome. Without Slack it does nothing.

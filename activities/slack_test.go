@@ -19,15 +19,16 @@ import (
 )
 
 type recordingNotifier struct {
-	posts   []remediation.ApprovalRequest
-	updates []remediation.UpdateApprovalInput
-	urls    []string
-	err     error
+	posts    []remediation.ApprovalRequest
+	postOpts []slackapp.PostOptions
+	updates  []remediation.UpdateApprovalInput
+	urls     []string
+	err      error
 }
 
-func (n *recordingNotifier) Post(_ context.Context, req remediation.ApprovalRequest, workflowURL string) (remediation.ApprovalMessage, error) {
-	n.posts, n.urls = append(n.posts, req), append(n.urls, workflowURL)
-	return remediation.ApprovalMessage{Channel: "C0SRE", TS: "1.2"}, n.err
+func (n *recordingNotifier) Post(_ context.Context, req remediation.ApprovalRequest, opts slackapp.PostOptions) (slackapp.Posted, error) {
+	n.posts, n.postOpts, n.urls = append(n.posts, req), append(n.postOpts, opts), append(n.urls, opts.WorkflowURL)
+	return slackapp.Posted{Message: remediation.ApprovalMessage{Channel: "C0SRE", TS: "1.2"}}, n.err
 }
 
 func (n *recordingNotifier) Update(_ context.Context, in remediation.UpdateApprovalInput, workflowURL string) error {
@@ -73,6 +74,11 @@ func TestSlackNotifyApprovers(t *testing.T) {
 	// The test environment's namespace and workflow ID.
 	if n.urls[0] != "http://localhost:8233/namespaces/default-test-namespace/workflows/default-test-workflow-id" {
 		t.Fatalf("workflow URL %q", n.urls[0])
+	}
+	// The message carries a key that is the same on every attempt (run and
+	// activity ID); a first attempt has no earlier message to look for.
+	if o := n.postOpts[0]; o.Key != "default-test-run-id/0" || !o.FindSince.IsZero() {
+		t.Fatalf("post options %+v, want key default-test-run-id/0 and no search", o)
 	}
 
 	in := remediation.UpdateApprovalInput{Request: slackRequest(), Messages: res.Messages, Decided: true, Outcome: "expired"}

@@ -57,6 +57,7 @@ var (
 type slackMessage struct {
 	Channel, TS, Text string
 	Blocks            []slack.Block
+	Metadata          slack.SlackMetadata
 }
 
 // text is every text of the message's blocks.
@@ -106,6 +107,9 @@ type fakeSlack struct {
 	seq     int
 	posts   []slackMessage
 	updates []slackMessage
+	// loseAnswer: the next post to this channel is stored, as Slack would
+	// store it, but answered with a 503, as when the answer is lost.
+	loseAnswer string
 }
 
 func startFakeSlack(t testing.TB) *fakeSlack {
@@ -124,17 +128,52 @@ func startFakeSlack(t testing.TB) *fakeSlack {
 		if err := json.Unmarshal([]byte(v.Get("blocks")), &blocks); err != nil {
 			t.Errorf("blocks Slack would refuse: %v", err)
 		}
-		return slackMessage{Channel: v.Get("channel"), TS: v.Get("ts"), Text: v.Get("text"), Blocks: blocks.BlockSet}
+		m := slackMessage{Channel: v.Get("channel"), TS: v.Get("ts"), Text: v.Get("text"), Blocks: blocks.BlockSet}
+		if meta := v.Get("metadata"); meta != "" {
+			if err := json.Unmarshal([]byte(meta), &m.Metadata); err != nil {
+				t.Errorf("metadata Slack would refuse: %v", err)
+			}
+		}
+		return m
 	}
 	f.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
 			m := message(form(r))
 			f.mu.Lock()
 			f.seq++
-			m.TS = fmt.Sprintf("1700000000.%06d", f.seq)
+			m.TS = fmt.Sprintf("%d.%06d", time.Now().Unix(), f.seq)
 			f.posts = append(f.posts, m)
+			lose := f.loseAnswer != "" && m.Channel == f.loseAnswer
+			if lose {
+				f.loseAnswer = ""
+			}
 			f.mu.Unlock()
+			if lose {
+				http.Error(w, "upstream timeout", http.StatusServiceUnavailable)
+				return
+			}
 			reply(w, map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS})
+		})
+		// The channel's messages since oldest, newest first, as Slack
+		// answers conversations.history (one page).
+		c.Handle("/conversations.history", func(w http.ResponseWriter, r *http.Request) {
+			v := form(r)
+			oldest, _ := strconv.ParseFloat(v.Get("oldest"), 64)
+			var msgs []map[string]any
+			f.mu.Lock()
+			for i := len(f.posts) - 1; i >= 0; i-- {
+				m := f.posts[i]
+				if ts, _ := strconv.ParseFloat(m.TS, 64); m.Channel != v.Get("channel") || ts < oldest {
+					continue
+				}
+				msg := map[string]any{"type": "message", "ts": m.TS, "text": m.Text}
+				if v.Get("include_all_metadata") == "1" && m.Metadata.EventType != "" {
+					msg["metadata"] = m.Metadata
+				}
+				msgs = append(msgs, msg)
+			}
+			f.mu.Unlock()
+			reply(w, map[string]any{"ok": true, "messages": msgs})
 		})
 		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
 			m := message(form(r))
@@ -499,6 +538,36 @@ func TestSlackApprovals(t *testing.T) {
 		u := d.slack.updated(t, m, "the message showing the step done", decided("done"))
 		if !strings.Contains(u.text(), ":white_check_mark: *Alice Liddell (alice@example.com)* approved") {
 			t.Errorf("the final message does not show who approved:\n%s", u.text())
+		}
+	})
+
+	t.Run("a post whose answer was lost is not posted twice", func(t *testing.T) {
+		deployment(t, ns, "lost", 1, "registry.example/app:1")
+		d.slack.mu.Lock()
+		d.slack.loseAnswer = "C0SRE"
+		d.slack.mu.Unlock()
+		run, _ := d.w.startAwaiting(t, ctx, slackPlan("staging", ns, "lost"), 1)
+		id := run.GetID()
+		m := d.slack.request(t, id, "C0SRE")
+		// The first attempt's answer was lost; the retry, after its 1 s
+		// backoff, finds that message and keeps it: the updates go to it.
+		d.click(t, "U0ALICE", slackapp.ActionApprove, m)
+		st, err := workflows.Result(ctx, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantState(t, st, remediation.StateCompleted)
+		d.slack.updated(t, m, "the one message showing the step done", decided("done"))
+		d.slack.mu.Lock()
+		defer d.slack.mu.Unlock()
+		n := 0
+		for _, p := range d.slack.posts {
+			if p.Metadata.EventPayload["remediation"] == id {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("the request was posted %d times, want once", n)
 		}
 	})
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -75,27 +76,114 @@ func (n *Notifier) options(group, workflowURL string) MessageOptions {
 	return MessageOptions{Usergroup: n.opts.Groups[group].Usergroup, WorkflowURL: workflowURL}
 }
 
-// Post posts req's co-signature request to its group's channel.
-func (n *Notifier) Post(ctx context.Context, req remediation.ApprovalRequest, workflowURL string) (remediation.ApprovalMessage, error) {
+// MetadataEventType is the event type of the metadata every co-signature
+// request carries (chat.postMessage's metadata): its payload holds the
+// request's key (PostOptions.Key), remediation and step, so that a retry
+// finds the message an earlier attempt posted.
+const MetadataEventType = "reins_cosign_request"
+
+// Bounds of the search for an earlier attempt's message: pages of the
+// channel's history, and messages per page.
+const (
+	findPages    = 5
+	findPageSize = 200
+)
+
+// PostOptions says how Post posts a request.
+type PostOptions struct {
+	// WorkflowURL links the message to the remediation in the Temporal UI.
+	// "": no link.
+	WorkflowURL string
+	// Key identifies the request across the attempts that post it; the
+	// message carries it in its metadata. "": none.
+	Key string
+	// FindSince, with a Key, makes Post first look in the channel for a
+	// message carrying Key posted since then (one an earlier attempt posted
+	// before its answer was lost) and return it instead of posting again.
+	// Zero: post at once, as a first attempt does.
+	FindSince time.Time
+}
+
+// Posted is the message of a request: posted, or found.
+type Posted struct {
+	Message remediation.ApprovalMessage
+	// Found: an earlier attempt had posted the message; nothing was posted.
+	Found bool
+	// FindErr is why the channel's history could not be searched (the bot
+	// needs channels:history, or groups:history in a private channel). Post
+	// posted anyway: approvers may see the request twice, and both
+	// messages' buttons work.
+	FindErr error
+}
+
+// Post posts req's co-signature request to its group's channel; see
+// PostOptions for how a retry avoids posting it twice.
+func (n *Notifier) Post(ctx context.Context, req remediation.ApprovalRequest, opts PostOptions) (Posted, error) {
 	channel, err := n.Channel(req.Group)
 	if err != nil {
-		return remediation.ApprovalMessage{}, err
+		return Posted{}, err
 	}
-	msg, err := RequestMessage(req, n.options(req.Group, workflowURL))
+	msg, err := RequestMessage(req, n.options(req.Group, opts.WorkflowURL))
 	if err != nil {
-		return remediation.ApprovalMessage{}, err
+		return Posted{}, err
+	}
+	var posted Posted
+	if opts.Key != "" && !opts.FindSince.IsZero() {
+		m, found, err := n.find(ctx, channel, opts.Key, opts.FindSince)
+		if found {
+			return Posted{Message: m, Found: true}, nil
+		}
+		posted.FindErr = err
+	}
+	send := []slack.MsgOption{slack.MsgOptionText(msg.Text, false), slack.MsgOptionBlocks(msg.Blocks...), slack.MsgOptionDisableLinkUnfurl()}
+	if opts.Key != "" {
+		send = append(send, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: MetadataEventType, EventPayload: map[string]any{
+			"key": opts.Key, "remediation": req.Remediation, "step": req.Index, "escalated": req.Escalated,
+		}}))
 	}
 	var ch, ts string
 	err = n.call(ctx, func() error {
 		var err error
-		ch, ts, err = n.api.PostMessageContext(ctx, channel,
-			slack.MsgOptionText(msg.Text, false), slack.MsgOptionBlocks(msg.Blocks...), slack.MsgOptionDisableLinkUnfurl())
+		ch, ts, err = n.api.PostMessageContext(ctx, channel, send...)
 		return err
 	})
 	if err != nil {
-		return remediation.ApprovalMessage{}, fmt.Errorf("slack chat.postMessage to %s: %w", channel, err)
+		return Posted{}, fmt.Errorf("slack chat.postMessage to %s: %w", channel, err)
 	}
-	return remediation.ApprovalMessage{Channel: ch, TS: ts}, nil
+	posted.Message = remediation.ApprovalMessage{Channel: ch, TS: ts}
+	return posted, nil
+}
+
+// find looks in channel's history since since for a message whose metadata
+// carries key, reading at most findPages pages.
+func (n *Notifier) find(ctx context.Context, channel, key string, since time.Time) (remediation.ApprovalMessage, bool, error) {
+	params := &slack.GetConversationHistoryParameters{
+		ChannelID:          channel,
+		Oldest:             strconv.FormatInt(since.Unix(), 10) + ".000000",
+		Limit:              findPageSize,
+		IncludeAllMetadata: true,
+	}
+	for range findPages {
+		var page *slack.GetConversationHistoryResponse
+		err := n.call(ctx, func() error {
+			var err error
+			page, err = n.api.GetConversationHistoryContext(ctx, params)
+			return err
+		})
+		if err != nil {
+			return remediation.ApprovalMessage{}, false, fmt.Errorf("slack conversations.history of %s: %w", channel, err)
+		}
+		for _, m := range page.Messages {
+			if m.Metadata.EventType == MetadataEventType && m.Metadata.EventPayload["key"] == key {
+				return remediation.ApprovalMessage{Channel: channel, TS: m.Timestamp}, true, nil
+			}
+		}
+		if !page.HasMore || page.ResponseMetaData.NextCursor == "" {
+			break
+		}
+		params.Cursor = page.ResponseMetaData.NextCursor
+	}
+	return remediation.ApprovalMessage{}, false, nil
 }
 
 // Update rewrites every message of in (see UpdatedMessage). A message that

@@ -74,16 +74,16 @@ func TestNotifierPostsToTheGroupsChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := testRequest()
-	msg, err := n.Post(context.Background(), req, "http://ui/namespaces/default/workflows/reins-am-1")
+	posted, err := n.Post(context.Background(), req, PostOptions{WorkflowURL: "http://ui/namespaces/default/workflows/reins-am-1", Key: "run-1/12"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg != (remediation.ApprovalMessage{Channel: "C0SRE", TS: "1700000000.000100"}) {
-		t.Fatalf("posted %+v", msg)
+	if posted != (Posted{Message: remediation.ApprovalMessage{Channel: "C0SRE", TS: "1700000000.000100"}}) {
+		t.Fatalf("posted %+v", posted)
 	}
 	req.Group, req.Escalated = "leads", true
-	if msg, err = n.Post(context.Background(), req, ""); err != nil || msg.Channel != "C0ALL" {
-		t.Fatalf("leads: %+v %v", msg, err)
+	if posted, err = n.Post(context.Background(), req, PostOptions{}); err != nil || posted.Message.Channel != "C0ALL" {
+		t.Fatalf("leads: %+v %v", posted, err)
 	}
 	calls := f.called("chat.postMessage")
 	if len(calls) != 2 || calls[0].Get("channel") != "C0SRE" || calls[1].Get("channel") != "C0ALL" {
@@ -100,6 +100,14 @@ func TestNotifierPostsToTheGroupsChannel(t *testing.T) {
 	if calls[0].Get("unfurl_links") != "false" {
 		t.Errorf("links unfurl: %v", calls[0])
 	}
+	var meta slack.SlackMetadata
+	if err := json.Unmarshal([]byte(calls[0].Get("metadata")), &meta); err != nil || meta.EventType != MetadataEventType ||
+		meta.EventPayload["key"] != "run-1/12" || meta.EventPayload["remediation"] != req.Remediation {
+		t.Errorf("metadata %q (%v), want the key, remediation and step", calls[0].Get("metadata"), err)
+	}
+	if calls[1].Has("metadata") {
+		t.Errorf("a post without a key carries metadata %q", calls[1].Get("metadata"))
+	}
 	all, _ = texts(t, mustBlocks(t, calls[1].Get("blocks")))
 	if !containsAll(all, "<!subteam^S0LEADS>", "Escalated") {
 		t.Fatalf("escalated blocks:\n%s", all)
@@ -108,7 +116,7 @@ func TestNotifierPostsToTheGroupsChannel(t *testing.T) {
 	// No channel for a group and no default: a configuration error that
 	// retrying cannot fix.
 	n, _ = NewNotifier(f.api, NotifierOptions{})
-	_, err = n.Post(context.Background(), testRequest(), "")
+	_, err = n.Post(context.Background(), testRequest(), PostOptions{})
 	if code, ok := Permanent(err); !errors.Is(err, ErrNoChannel) || !ok || code != "no_channel" {
 		t.Fatalf("no channel: %v (%s %v)", err, code, ok)
 	}
@@ -150,9 +158,9 @@ func TestNotifierWaitsOutRateLimits(t *testing.T) {
 	})
 	n, _ := NewNotifier(f.api, NotifierOptions{DefaultChannel: "C0ALL"})
 	start := time.Now()
-	msg, err := n.Post(context.Background(), testRequest(), "")
-	if err != nil || msg.Channel != "C0ALL" {
-		t.Fatalf("post after two 429s: %+v %v", msg, err)
+	posted, err := n.Post(context.Background(), testRequest(), PostOptions{})
+	if err != nil || posted.Message.Channel != "C0ALL" {
+		t.Fatalf("post after two 429s: %+v %v", posted, err)
 	}
 	if d := time.Since(start); d < 2*time.Second {
 		t.Fatalf("retried after %s, before Retry-After", d)
@@ -221,5 +229,92 @@ func TestPermanent(t *testing.T) {
 		if code, ok := Permanent(c.err); code != c.code || ok != c.ok {
 			t.Errorf("Permanent(%v) = %q %v", c.err, code, ok)
 		}
+	}
+}
+
+// A retry finds the message an earlier attempt posted, by the key in its
+// metadata, and does not post it again; when it cannot look, it posts.
+func TestNotifierRetryFindsTheEarlierMessage(t *testing.T) {
+	since := time.Unix(1700000000, 0)
+	earlier := map[string]any{"type": "message", "ts": "1700000050.000200",
+		"metadata": map[string]any{"event_type": MetadataEventType, "event_payload": map[string]any{"key": "run-1/12", "step": 2}}}
+	other := map[string]any{"type": "message", "ts": "1700000040.000100",
+		"metadata": map[string]any{"event_type": MetadataEventType, "event_payload": map[string]any{"key": "run-0/12"}}}
+	plain := map[string]any{"type": "message", "ts": "1700000030.000100", "text": "lunch?"}
+	for _, tc := range []struct {
+		name      string
+		history   func(w http.ResponseWriter, form url.Values)
+		found     bool
+		findErr   string
+		pages     int
+		wantPosts int
+	}{
+		{
+			name: "found on the second page",
+			history: func(w http.ResponseWriter, form url.Values) {
+				if form.Get("cursor") == "" {
+					writeJSON(w, map[string]any{"ok": true, "has_more": true, "messages": []any{plain, other}, "response_metadata": map[string]any{"next_cursor": "page2"}})
+					return
+				}
+				writeJSON(w, map[string]any{"ok": true, "messages": []any{earlier}})
+			},
+			found: true, pages: 2, wantPosts: 0,
+		},
+		{
+			name: "not posted before",
+			history: func(w http.ResponseWriter, _ url.Values) {
+				writeJSON(w, map[string]any{"ok": true, "messages": []any{other, plain}})
+			},
+			pages: 1, wantPosts: 1,
+		},
+		{
+			name: "history too long to read whole",
+			history: func(w http.ResponseWriter, _ url.Values) {
+				writeJSON(w, map[string]any{"ok": true, "has_more": true, "messages": []any{plain}, "response_metadata": map[string]any{"next_cursor": "more"}})
+			},
+			pages: findPages, wantPosts: 1,
+		},
+		{
+			name: "no history scope",
+			history: func(w http.ResponseWriter, _ url.Values) {
+				writeJSON(w, map[string]any{"ok": false, "error": "missing_scope"})
+			},
+			findErr: "conversations.history of C0SRE: missing_scope", pages: 1, wantPosts: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSlack(t, map[string]func(http.ResponseWriter, url.Values){"chat.postMessage": okPost, "conversations.history": tc.history})
+			n, _ := NewNotifier(f.api, NotifierOptions{Groups: map[string]Group{"sre": {Usergroup: "S0SRE", Channel: "C0SRE"}}})
+			posted, err := n.Post(context.Background(), testRequest(), PostOptions{Key: "run-1/12", FindSince: since})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if posted.Found != tc.found || (tc.found && posted.Message != (remediation.ApprovalMessage{Channel: "C0SRE", TS: "1700000050.000200"})) {
+				t.Errorf("posted %+v, want found %v", posted, tc.found)
+			}
+			if tc.findErr == "" && posted.FindErr != nil || tc.findErr != "" && (posted.FindErr == nil || !strings.Contains(posted.FindErr.Error(), tc.findErr)) {
+				t.Errorf("find error %v, want %q", posted.FindErr, tc.findErr)
+			}
+			reads := f.called("conversations.history")
+			if len(reads) != tc.pages {
+				t.Fatalf("%d history pages read, want %d", len(reads), tc.pages)
+			}
+			if r := reads[0]; r.Get("channel") != "C0SRE" || r.Get("oldest") != "1700000000.000000" || r.Get("include_all_metadata") != "1" {
+				t.Errorf("history read %v, want C0SRE since 1700000000 with metadata", r)
+			}
+			if got := len(f.called("chat.postMessage")); got != tc.wantPosts {
+				t.Errorf("%d posts, want %d", got, tc.wantPosts)
+			}
+		})
+	}
+
+	// A first attempt (no FindSince) posts without reading the history.
+	f := newFakeSlack(t, map[string]func(http.ResponseWriter, url.Values){"chat.postMessage": okPost, "conversations.history": okPost})
+	n, _ := NewNotifier(f.api, NotifierOptions{DefaultChannel: "C0ALL"})
+	if _, err := n.Post(context.Background(), testRequest(), PostOptions{Key: "run-1/12"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.called("conversations.history")) != 0 || len(f.called("chat.postMessage")) != 1 {
+		t.Fatalf("first attempt: %d history reads, %d posts", len(f.called("conversations.history")), len(f.called("chat.postMessage")))
 	}
 }
