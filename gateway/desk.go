@@ -244,12 +244,14 @@ func (d *Desk) Decide(ctx context.Context, v Vote) (DeskResult, error) {
 	}
 	who, req := v.Approver.ID, st.RequestedBy
 	switch {
-	case who == req.Name:
+	case remediation.SameIdentity(who, req.Name):
 		return d.refuse(ctx, v, "", RefusedRequester, fmt.Sprintf("%s requested remediation %s and cannot co-sign its steps", who, st.ID)), nil
-	case req.Owner != "" && who == req.Owner:
+	case remediation.SameIdentity(who, req.Owner):
 		return d.refuse(ctx, v, "", RefusedRequester, fmt.Sprintf("%s owns the requesting agent %s and cannot co-sign its steps", who, req.Name)), nil
 	}
-	if slices.ContainsFunc(s.Approvals, func(a workflows.ApprovalRecord) bool { return a.Counted && a.Approver.ID == who }) {
+	if slices.ContainsFunc(s.Approvals, func(a workflows.ApprovalRecord) bool {
+		return a.Counted && remediation.SameIdentity(a.Approver.ID, who)
+	}) {
 		return d.refuse(ctx, v, "", RefusedCounted, fmt.Sprintf("%s is already counted for step %d; another approver is needed", who, v.Step)), nil
 	}
 	group, err := d.group(ctx, v, s)

@@ -264,6 +264,10 @@ func TestDeskRefusals(t *testing.T) {
 		{"another version", deskStatus(), func(v *Vote) { v.Digest = deskOther }, RefusedStale, "not the version you were shown (digest fedcba987654… shown, 0123456789ab… now)"},
 		{"requester", human, func(*Vote) {}, RefusedRequester, "bob requested remediation " + deskID + " and cannot co-sign"},
 		{"agent's owner", deskStatus(), func(v *Vote) { v.Approver.ID = "dana" }, RefusedRequester, "dana owns the requesting agent sre-agent"},
+		// Identities compare without regard to case (Slack lower-cases e-mail addresses).
+		{"requester in other case", human, func(v *Vote) { v.Approver.ID = "BOB" }, RefusedRequester, "BOB requested remediation " + deskID},
+		{"owner in other case", deskStatus(), func(v *Vote) { v.Approver.ID = "Dana" }, RefusedRequester, "Dana owns the requesting agent sre-agent"},
+		{"counted in other case", counted, func(v *Vote) { v.Approver.ID = "Bob" }, RefusedCounted, "Bob is already counted for step 1"},
 		{"agent itself", deskStatus(), func(v *Vote) { v.Approver.ID = "sre-agent" }, RefusedRequester, "sre-agent requested remediation"},
 		{"already counted", counted, func(*Vote) {}, RefusedCounted, "bob is already counted for step 1; another approver is needed"},
 		{"counted also refuses a deny", counted, func(v *Vote) { v.Verdict = remediation.VerdictDeny }, RefusedCounted, "already counted"},

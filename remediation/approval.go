@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -99,16 +100,26 @@ func (r ApprovalRule) Check(a Approval) string {
 		return fmt.Sprintf("verdict %q is neither approve nor deny", a.Verdict)
 	case a.Approver.ID == "":
 		return "approver has no identity"
-	case a.Approver.ID == r.Requester.Name:
+	case SameIdentity(a.Approver.ID, r.Requester.Name):
 		return "the requester " + a.Approver.ID + " cannot co-sign their own step"
-	case r.Requester.Owner != "" && a.Approver.ID == r.Requester.Owner:
+	case SameIdentity(a.Approver.ID, r.Requester.Owner):
 		return a.Approver.ID + " owns the requesting agent " + r.Requester.Name + " and cannot co-sign its step"
 	case !slices.Contains(r.Groups, a.Group) || a.Group == "":
 		return fmt.Sprintf("approver group %q may not co-sign this step (allowed: %v)", a.Group, r.Groups)
-	case slices.Contains(r.Counted, a.Approver.ID):
+	case slices.ContainsFunc(r.Counted, func(id string) bool { return SameIdentity(id, a.Approver.ID) }):
 		return a.Approver.ID + " is already counted for this step; a second approver is needed"
 	}
 	return ""
+}
+
+// SameIdentity reports whether two identities (e-mail addresses, client
+// names, Slack user IDs) name the same person. They compare without regard to
+// case: Slack reports e-mail addresses in lower case while a config or a
+// plan may name the same person Dana@Example.com, and the requester and
+// owner exclusions and the two-person rule must see through that. An empty
+// identity names nobody.
+func SameIdentity(a, b string) bool {
+	return a != "" && strings.EqualFold(a, b)
 }
 
 func short(d string) string {

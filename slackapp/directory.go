@@ -103,10 +103,14 @@ func (d *Directory) Lookup(ctx context.Context, userID string) (remediation.Appr
 		case u.IsBot || u.IsAppUser || userID == "USLACKBOT":
 			return remediation.Approver{}, fmt.Errorf("%w: %s is a bot or an app", ErrNotApprover, userID)
 		}
-		a := remediation.Approver{ID: userID, Source: SourceSlack}
-		if email := strings.TrimSpace(u.Profile.Email); email != "" {
-			a.ID = strings.ToLower(email)
+		// reins knows people by e-mail (clients, owners, requesters): an
+		// approver Slack shares no e-mail of could not be told apart from
+		// the requester or the agent's owner, so it is refused.
+		email := strings.TrimSpace(u.Profile.Email)
+		if email == "" {
+			return remediation.Approver{}, fmt.Errorf("%w: Slack shares no e-mail address for %s, and reins knows approvers by e-mail (give the Slack app the users:read.email scope)", ErrNotApprover, userID)
 		}
+		a := remediation.Approver{ID: strings.ToLower(email), Source: SourceSlack}
 		for _, n := range []string{u.RealName, u.Profile.RealName, u.Name} {
 			if n = strings.TrimSpace(clean(n)); n != "" {
 				a.Name = cut(n, maxName)
