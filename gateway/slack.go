@@ -161,8 +161,8 @@ func (s *Slack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	if s.opts.TeamID != "" && in.TeamID != s.opts.TeamID {
-		s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("click from Slack workspace %q; only %s is accepted (slack.team_id)", in.TeamID, s.opts.TeamID))
+	if why := s.otherTeam(in); why != "" {
+		s.refuse(w, r, http.StatusForbidden, why)
 		return
 	}
 	if !s.Dispatch(in) {
@@ -235,12 +235,27 @@ func (s *Slack) Dispatch(in slackapp.Interaction) bool {
 // (slackapp.SocketOptions.Dispatch), whose envelope is already
 // acknowledged: a click that cannot be taken is answered ephemerally.
 func (s *Slack) DispatchSocket(in slackapp.Interaction) {
+	if why := s.otherTeam(in); why != "" {
+		s.log.Warn("slack click refused", "reason", why, "user", in.UserID)
+		s.Rejected(why)
+		return
+	}
 	if s.Dispatch(in) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s.reply(ctx, in, "reins is busy or shutting down and did not record your click: click again in a few seconds.")
+}
+
+// otherTeam says why a click from another Slack workspace than slack.team_id
+// is refused, on either transport (a Slack Connect channel shares the
+// buttons with other workspaces); "" when it is not refused.
+func (s *Slack) otherTeam(in slackapp.Interaction) string {
+	if s.opts.TeamID == "" || in.TeamID == s.opts.TeamID {
+		return ""
+	}
+	return fmt.Sprintf("click from Slack workspace %q; only %s is accepted (slack.team_id)", in.TeamID, s.opts.TeamID)
 }
 
 // Shutdown stops taking clicks and waits for those in flight, until ctx

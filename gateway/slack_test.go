@@ -343,11 +343,22 @@ func TestSlackRefusesWhatIsNotAClick(t *testing.T) {
 	if resp := f.post(t, view, slackSecret, f.now); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("view submission: %s", resp.Status)
 	}
+	// Socket Mode checks the workspace too.
+	f.door.DispatchSocket(slackapp.Interaction{TeamID: "T0ACME", UserID: "U0ALICE", Verdict: "approve", ResponseURL: "https://hooks.slack.com/x",
+		Button: slackapp.ButtonValue{Remediation: "reins-am-1", Step: 1, Digest: slackDigest}})
+	if err := f.door.Shutdown(context.Background()); err != nil { // waits for any click dispatched
+		t.Fatal(err)
+	}
 	if n := len(f.desk.seen()); n != 0 {
 		t.Fatalf("%d votes reached the desk", n)
 	}
-	if n := len(f.sink.ofType(AuditSlackRejected)); n != 2 {
-		t.Fatalf("%d rejections recorded, want 2", n)
+	rejected := f.sink.ofType(AuditSlackRejected)
+	if len(rejected) != 3 {
+		t.Fatalf("%d rejections recorded, want 3", len(rejected))
+	}
+	var d SlackRejectedData
+	if err := json.Unmarshal(rejected[2].Data, &d); err != nil || d.Transport != "socket" || !strings.Contains(d.Reason, `workspace "T0ACME"`) {
+		t.Fatalf("socket rejection recorded as %+v (%v), want one naming the workspace", d, err)
 	}
 	// Without a verifier (Socket Mode only) the endpoint refuses everything.
 	g := newSlackFixture(t, func(o *SlackOptions) { o.Verifier = nil })
