@@ -191,13 +191,15 @@ type DeskResult struct {
 // DeskAuditData is the data of the gateway's AuditApprovalRefused and
 // AuditApprovalSignalled records.
 type DeskAuditData struct {
-	Remediation string               `json:"remediation"`
-	Step        int                  `json:"step"`
-	StepDigest  string               `json:"step_digest,omitempty"`
-	Approver    remediation.Approver `json:"approver"`
-	Verdict     remediation.Verdict  `json:"verdict"`
-	Group       string               `json:"group,omitempty"`
-	Comment     string               `json:"comment,omitempty"`
+	Remediation string `json:"remediation"`
+	// Run is the workflow run a signalled approval was signed for.
+	Run        string               `json:"run,omitempty"`
+	Step       int                  `json:"step"`
+	StepDigest string               `json:"step_digest,omitempty"`
+	Approver   remediation.Approver `json:"approver"`
+	Verdict    remediation.Verdict  `json:"verdict"`
+	Group      string               `json:"group,omitempty"`
+	Comment    string               `json:"comment,omitempty"`
 	// KeyID and SignedAt are set on a signalled approval.
 	KeyID    string `json:"key_id,omitempty"`
 	SignedAt string `json:"signed_at,omitempty"`
@@ -268,6 +270,7 @@ func (d *Desk) Decide(ctx context.Context, v Vote) (DeskResult, error) {
 
 	a := remediation.Approval{
 		Remediation: st.ID,
+		Run:         st.RunID,
 		StepDigest:  s.Digest,
 		Approver:    v.Approver,
 		Group:       group,
@@ -283,7 +286,7 @@ func (d *Desk) Decide(ctx context.Context, v Vote) (DeskResult, error) {
 	}
 	d.log.Info("approval signalled", "remediation", st.ID, "step", v.Step, "approver", who, "source", v.Approver.Source, "group", group, "verdict", v.Verdict)
 	d.record(ctx, AuditApprovalSignalled, DeskAuditData{
-		Remediation: st.ID, Step: v.Step, StepDigest: s.Digest, Approver: v.Approver, Verdict: v.Verdict, Group: group,
+		Remediation: st.ID, Run: a.Run, Step: v.Step, StepDigest: s.Digest, Approver: v.Approver, Verdict: v.Verdict, Group: group,
 		Comment: v.Comment, KeyID: a.KeyID, SignedAt: a.At.Format(time.RFC3339Nano),
 	})
 	return DeskResult{Signalled: true, Group: group}, nil

@@ -85,6 +85,7 @@ func (s *deskSink) count() int {
 
 const (
 	deskID     = "reins-alertmanager-4f1c2a"
+	deskRun    = "0192f1c2-run-2"
 	deskDigest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	deskOther  = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 )
@@ -96,6 +97,7 @@ var deskNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func deskStatus() workflows.Status {
 	return workflows.Status{
 		ID:          deskID,
+		RunID:       deskRun,
 		State:       remediation.StateRunning,
 		Requester:   "agent:sre-agent",
 		RequestedBy: remediation.Requester{Kind: remediation.RequesterAgent, Name: "sre-agent", Owner: "dana"},
@@ -176,15 +178,15 @@ func TestDeskSignalsASignedApproval(t *testing.T) {
 	if err := a.Verify(map[string]ed25519.PublicKey{"gw": f.pub}); err != nil {
 		t.Fatalf("the signalled approval does not verify: %v", err)
 	}
-	want := remediation.Approval{Remediation: deskID, StepDigest: deskDigest, Approver: remediation.Approver{ID: "bob", Name: "Bob", Source: "slack"},
+	want := remediation.Approval{Remediation: deskID, Run: deskRun, StepDigest: deskDigest, Approver: remediation.Approver{ID: "bob", Name: "Bob", Source: "slack"},
 		Group: "oncall-sre", Verdict: remediation.VerdictApprove, Comment: "checked the 5xx graph", At: deskNow, KeyID: "gw"}
 	a.Signature = nil
-	if a.Remediation != want.Remediation || a.StepDigest != want.StepDigest || a.Approver != want.Approver || a.Group != want.Group ||
+	if a.Remediation != want.Remediation || a.Run != want.Run || a.StepDigest != want.StepDigest || a.Approver != want.Approver || a.Group != want.Group ||
 		a.Verdict != want.Verdict || a.Comment != want.Comment || !a.At.Equal(want.At) || a.KeyID != want.KeyID {
 		t.Errorf("approval %+v, want %+v", a, want)
 	}
 	// The workflow's own rule accepts it.
-	rule := remediation.ApprovalRule{Remediation: deskID, StepDigest: deskDigest, Requester: deskStatus().RequestedBy, Groups: []string{"oncall-sre"}}
+	rule := remediation.ApprovalRule{Remediation: deskID, Run: deskRun, StepDigest: deskDigest, Requester: deskStatus().RequestedBy, Groups: []string{"oncall-sre"}}
 	if why := rule.Check(sent[0]); why != "" {
 		t.Errorf("the workflow would refuse the desk's approval: %s", why)
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -483,7 +484,7 @@ func TestApprovalsAroundTheGatewayAreIgnored(t *testing.T) {
 	id := run.GetID()
 
 	// Unsigned, otherwise what bob would have sent.
-	unsigned := remediation.Approval{Remediation: id, StepDigest: st.Steps[0].Digest, Approver: remediation.Approver{ID: "bob", Source: "cli"},
+	unsigned := remediation.Approval{Remediation: id, Run: run.GetRunID(), StepDigest: st.Steps[0].Digest, Approver: remediation.Approver{ID: "bob", Source: "cli"},
 		Group: "oncall-sre", Verdict: remediation.VerdictApprove, At: time.Now().UTC()}
 	if err := workflows.Approve(ctx, stack.client, unsigned); err != nil {
 		t.Fatal(err)
@@ -513,7 +514,7 @@ func TestApprovalsAroundTheGatewayAreIgnored(t *testing.T) {
 	}
 	// And a fresh approval signed with the gateway's key but carrying the
 	// digest of step 0, as if the human had been shown that step.
-	other := remediation.Approval{Remediation: id, StepDigest: st.Steps[0].Digest, Approver: remediation.Approver{ID: "carol", Source: "cli"},
+	other := remediation.Approval{Remediation: id, Run: run.GetRunID(), StepDigest: st.Steps[0].Digest, Approver: remediation.Approver{ID: "carol", Source: "cli"},
 		Group: "oncall-sre", Verdict: remediation.VerdictApprove, At: time.Now().UTC()}.Sign("it", g.w.signer)
 	if err := workflows.Approve(ctx, stack.client, other); err != nil {
 		t.Fatal(err)
@@ -541,6 +542,51 @@ func TestApprovalsAroundTheGatewayAreIgnored(t *testing.T) {
 	if st.Steps[0].State != remediation.StepCompensated {
 		t.Errorf("step 0 after the abort: %s", st.Steps[0].State)
 	}
+}
+
+// A remediation ID is reused when its incident fires again, with the same
+// plan and so the same step digests: a signed approval of the earlier run,
+// copied from its history into the new run, does not count.
+func TestApprovalOfAnEarlierRunIsIgnored(t *testing.T) {
+	g := startDeskGateway(t)
+	ns := namespace(t)
+	deployment(t, ns, "api", 1, "registry.example/api:v1")
+	p := plan("production", deskSetImage(ns, "api", "registry.example/api:v2"))
+	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "alice"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	first, _ := g.w.startAwaiting(t, ctx, p, 0)
+	g.wantSignalled(t, "bob-token", first.GetID(), 0, remediation.VerdictApprove, "")
+	st, err := workflows.Result(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, st, remediation.StateCompleted)
+	signals := readHistory(t, fetchRunHistory(t, first.GetID(), first.GetRunID())).signals
+	if len(signals) != 1 || signals[0].Run != first.GetRunID() {
+		t.Fatalf("bob's approval in the first run's history: %+v, want one signed for run %s", signals, first.GetRunID())
+	}
+
+	second, st := g.w.startAwaiting(t, ctx, p, 0)
+	if second.GetID() != first.GetID() || second.GetRunID() == first.GetRunID() || st.Steps[0].Digest != signals[0].StepDigest {
+		t.Fatalf("second run %s/%s (digest %s): want the same remediation and step digest in a new run", second.GetID(), second.GetRunID(), st.Steps[0].Digest)
+	}
+	replayed := signals[0]
+	if err := stack.client.SignalWorkflow(ctx, second.GetID(), "", workflows.SignalApproval, replayed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replayed approval recorded", func() (bool, error) {
+		st = deskStatusOf(t, second.GetID())
+		return len(st.Steps[0].Approvals) == 1, nil
+	})
+	if a := st.Steps[0].Approvals[0]; a.Counted || !strings.Contains(a.Reason, fmt.Sprintf("for run %q of this remediation, not this run", first.GetRunID())) {
+		t.Fatalf("the first run's approval in the second run: %+v", a)
+	}
+	if st.Steps[0].State != remediation.StepAwaitingApproval {
+		t.Fatalf("step 0 is %s after the replayed approval, want still awaiting", st.Steps[0].State)
+	}
+	deskAbort(t, ctx, second)
 }
 
 // `reins approve` goes through the gateway with the client token from the

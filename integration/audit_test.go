@@ -235,7 +235,7 @@ func TestAuditTrailOfApprovalAndCompensation(t *testing.T) {
 	defer cancel()
 	run, st := w.startAwaiting(t, ctx, p, 0)
 	var err error
-	approval := remediation.Approval{Remediation: run.GetID(), StepDigest: st.Steps[0].Digest, Group: st.Steps[0].Decision.Group,
+	approval := remediation.Approval{Remediation: run.GetID(), Run: run.GetRunID(), StepDigest: st.Steps[0].Digest, Group: st.Steps[0].Decision.Group,
 		Verdict: remediation.VerdictApprove, At: time.Now().UTC().Truncate(time.Millisecond)}
 	self := approval
 	self.Approver = remediation.Approver{ID: requester, Source: "cli"}

@@ -285,7 +285,14 @@ func recordHistory(t *testing.T, id, name string) {
 // fetchHistory reads a workflow's full history through Temporal's API.
 func fetchHistory(t testing.TB, id string) *historypb.History {
 	t.Helper()
-	iter := stack.client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	return fetchRunHistory(t, id, "")
+}
+
+// fetchRunHistory is the history of run runID of workflow id ("": its
+// latest run).
+func fetchRunHistory(t testing.TB, id, runID string) *historypb.History {
+	t.Helper()
+	iter := stack.client.GetWorkflowHistory(context.Background(), id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for iter.HasNext() {
 		ev, err := iter.Next()

@@ -64,7 +64,7 @@ func TestCosignWithSignedApproval(t *testing.T) {
 	run, st := w.startAwaiting(t, ctx, p, 0)
 	var err error
 	approval := remediation.Approval{
-		Remediation: run.GetID(), StepDigest: st.Steps[0].Digest, Group: st.Steps[0].Decision.Group,
+		Remediation: run.GetID(), Run: run.GetRunID(), StepDigest: st.Steps[0].Digest, Group: st.Steps[0].Decision.Group,
 		Verdict: remediation.VerdictApprove, At: time.Now().UTC(),
 	}
 	unsigned := approval

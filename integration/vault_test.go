@@ -574,7 +574,7 @@ func TestVaultDownMidRemediation(t *testing.T) {
 		}
 	})
 	approval := remediation.Approval{
-		Remediation: run.GetID(), StepDigest: st.Steps[1].Digest, Group: st.Steps[1].Decision.Group,
+		Remediation: run.GetID(), Run: run.GetRunID(), StepDigest: st.Steps[1].Digest, Group: st.Steps[1].Decision.Group,
 		Approver: remediation.Approver{ID: "bob", Source: "cli"}, Verdict: remediation.VerdictApprove, At: time.Now().UTC(),
 	}
 	if err := workflows.Approve(ctx, stack.client, approval.Sign("it", w.signer)); err != nil {

@@ -32,9 +32,13 @@ type Approver struct {
 // authenticated the approver and checked their group. It is the payload of
 // the workflow's approval signal.
 type Approval struct {
-	Remediation string   `json:"remediation"`
-	StepDigest  string   `json:"step_digest"`
-	Approver    Approver `json:"approver"`
+	Remediation string `json:"remediation"`
+	// Run is the run of the remediation workflow the approver was shown:
+	// a workflow ID is reused when an incident fires again, and its plan,
+	// and so its step digests, may be the same; the run is not.
+	Run        string   `json:"run,omitempty"`
+	StepDigest string   `json:"step_digest"`
+	Approver   Approver `json:"approver"`
 	// Group is the approver group whose membership the gateway verified.
 	Group   string    `json:"group"`
 	Verdict Verdict   `json:"verdict"`
@@ -79,9 +83,12 @@ func (a Approval) Verify(keys map[string]ed25519.PublicKey) error {
 
 // ApprovalRule is what an approval must match to count for a step.
 type ApprovalRule struct {
-	Remediation string    `json:"remediation"`
-	StepDigest  string    `json:"step_digest"`
-	Requester   Requester `json:"requester"`
+	Remediation string `json:"remediation"`
+	// Run is the workflow run deciding; an approval signed for another run
+	// of the same remediation does not count.
+	Run        string    `json:"run,omitempty"`
+	StepDigest string    `json:"step_digest"`
+	Requester  Requester `json:"requester"`
 	// Groups may approve (the policy's group, and its escalation group once escalated).
 	Groups []string `json:"groups"`
 	// Counted are the approver IDs already counted for this step.
@@ -94,6 +101,8 @@ func (r ApprovalRule) Check(a Approval) string {
 	switch {
 	case a.Remediation != r.Remediation:
 		return fmt.Sprintf("approval is for remediation %q, not this one", a.Remediation)
+	case a.Run != r.Run:
+		return fmt.Sprintf("approval is for run %q of this remediation, not this run", a.Run)
 	case a.StepDigest != r.StepDigest:
 		return "approval is for another step (digest " + short(a.StepDigest) + ", current step " + short(r.StepDigest) + ")"
 	case a.Verdict != VerdictApprove && a.Verdict != VerdictDeny:

@@ -10,12 +10,12 @@ import (
 // counted are the same people however a config or Slack spells them.
 func TestApprovalRuleCheck(t *testing.T) {
 	rule := ApprovalRule{
-		Remediation: "r1", StepDigest: "d1",
+		Remediation: "r1", Run: "run-2", StepDigest: "d1",
 		Requester: Requester{Kind: RequesterAgent, Name: "sre-agent", Owner: "Dana@Example.com"},
 		Groups:    []string{"oncall-sre"},
 		Counted:   []string{"alice@example.com"},
 	}
-	ok := Approval{Remediation: "r1", StepDigest: "d1", Approver: Approver{ID: "bob@example.com"}, Group: "oncall-sre", Verdict: VerdictApprove}
+	ok := Approval{Remediation: "r1", Run: "run-2", StepDigest: "d1", Approver: Approver{ID: "bob@example.com"}, Group: "oncall-sre", Verdict: VerdictApprove}
 	if why := rule.Check(ok); why != "" {
 		t.Fatalf("a valid approval does not count: %s", why)
 	}
@@ -25,6 +25,8 @@ func TestApprovalRuleCheck(t *testing.T) {
 		want   string
 	}{
 		{"other remediation", func(a *Approval) { a.Remediation = "r2" }, `for remediation "r2"`},
+		{"earlier run", func(a *Approval) { a.Run = "run-1" }, `for run "run-1" of this remediation, not this run`},
+		{"no run", func(a *Approval) { a.Run = "" }, `for run "" of this remediation`},
 		{"other step", func(a *Approval) { a.StepDigest = "d2" }, "for another step"},
 		{"bad verdict", func(a *Approval) { a.Verdict = "maybe" }, "neither approve nor deny"},
 		{"no identity", func(a *Approval) { a.Approver.ID = "" }, "no identity"},

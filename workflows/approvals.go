@@ -29,6 +29,7 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 	}
 	rule := remediation.ApprovalRule{
 		Remediation: r.status.ID,
+		Run:         r.status.RunID,
 		StepDigest:  st.Digest,
 		Requester:   r.plan.Requester,
 		Groups:      []string{decision.Group},

@@ -17,7 +17,8 @@ import (
 type signer struct {
 	key  ed25519.PrivateKey
 	plan remediation.Plan
-	id   string
+	// id and run are the test environment's workflow and run IDs.
+	id, run string
 }
 
 func newSigner(t *testing.T, f *fakes, plan remediation.Plan) signer {
@@ -27,12 +28,13 @@ func newSigner(t *testing.T, f *fakes, plan remediation.Plan) signer {
 		t.Fatal(err)
 	}
 	f.keys = map[string]ed25519.PublicKey{"gw": pub}
-	return signer{key: priv, plan: plan, id: "default-test-workflow-id"}
+	return signer{key: priv, plan: plan, id: "default-test-workflow-id", run: "default-test-run-id"}
 }
 
 func (s signer) approval(step int, who, group string, v remediation.Verdict) remediation.Approval {
 	return remediation.Approval{
 		Remediation: s.id,
+		Run:         s.run,
 		StepDigest:  s.plan.StepDigest(step),
 		Approver:    remediation.Approver{ID: who, Source: "slack"},
 		Group:       group,
@@ -95,6 +97,10 @@ func TestRejectedApprovalsNeverCount(t *testing.T) {
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	otherRemediation := s.approval(1, "dave", "oncall", remediation.VerdictApprove)
 	otherRemediation.Remediation = "another-remediation"
+	// A signed approval of an earlier run of the same remediation (same ID,
+	// same plan, so the same step digest), replayed into this run.
+	otherRun := s.approval(1, "kate", "oncall", remediation.VerdictApprove)
+	otherRun.Run = "an-earlier-run"
 	cases := []struct {
 		a    remediation.Approval
 		why  string
@@ -110,6 +116,7 @@ func TestRejectedApprovalsNeverCount(t *testing.T) {
 		{s.approval(1, "heidi", "oncall", remediation.VerdictApprove).Sign("gw", otherKey), "altered or forged", 8 * time.Minute},
 		{s.approval(1, "ivan", "oncall", remediation.VerdictApprove).Sign("other", otherKey), "unknown key", 9 * time.Minute},
 		{otherRemediation.Sign("gw", s.key), "not this one", 10 * time.Minute},
+		{otherRun.Sign("gw", s.key), `for run "an-earlier-run" of this remediation`, 10*time.Minute + time.Second},
 		{s.signed(1, "judy", "leads", remediation.VerdictApprove), "may not co-sign", 11 * time.Minute},
 	}
 	env := newEnv(t, f)

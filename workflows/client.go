@@ -160,9 +160,10 @@ func Abort(ctx context.Context, c sdkclient.Client, id string, sig AbortSignal) 
 	return nil
 }
 
-// Approve sends a signed approval to the remediation.
+// Approve sends a signed approval to the remediation's run it names (its
+// current run when a.Run is "").
 func Approve(ctx context.Context, c sdkclient.Client, a remediation.Approval) error {
-	if err := c.SignalWorkflow(ctx, a.Remediation, "", SignalApproval, a); err != nil {
+	if err := c.SignalWorkflow(ctx, a.Remediation, a.Run, SignalApproval, a); err != nil {
 		return fmt.Errorf("send approval to %s: %w", a.Remediation, err)
 	}
 	return nil

@@ -108,7 +108,7 @@ type compensation struct {
 }
 
 func newRun(ctx workflow.Context, in RemediationInput) *run {
-	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	exec := workflow.GetInfo(ctx).WorkflowExecution
 	r := &run{
 		ctx:       ctx,
 		plan:      in.Plan,
@@ -116,7 +116,8 @@ func newRun(ctx workflow.Context, in RemediationInput) *run {
 		approvals: workflow.GetSignalChannel(ctx, SignalApproval),
 		audit:     newAuditor(ctx),
 		status: Status{
-			ID:          id,
+			ID:          exec.ID,
+			RunID:       exec.RunID,
 			State:       remediation.StateRunning,
 			Requester:   in.Plan.Requester.String(),
 			RequestedBy: in.Plan.Requester,

@@ -34,7 +34,9 @@ type AbortSignal struct {
 // workflow's result (also as the details of its failure when it did not
 // complete).
 type Status struct {
-	ID         string            `json:"id"`
+	ID string `json:"id"`
+	// RunID is the workflow run: approvals are signed for it.
+	RunID      string            `json:"run_id,omitempty"`
 	State      remediation.State `json:"state"`
 	Reason     string            `json:"reason,omitempty"`
 	PlanDigest string            `json:"plan_digest"`
