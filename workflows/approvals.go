@@ -44,16 +44,7 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 		i+1, len(r.plan.Steps), st.Description, decision.Approvers, decision.Group))
 
 	// Approvals that arrived while nothing was awaiting co-signature never count.
-	for {
-		var stale remediation.Approval
-		if !r.approvals.ReceiveAsync(&stale) {
-			break
-		}
-		rec := ApprovalRecord{Approver: stale.Approver, Group: stale.Group, Verdict: stale.Verdict, At: stale.At,
-			Reason: "arrived before this step asked for co-signature"}
-		st.Approvals = append(st.Approvals, rec)
-		r.recordApproval(ctx, i, remediation.AuditApprovalRefused, stale, rec, 0, decision.Approvers)
-	}
+	r.refuseLateApprovals(ctx, i)
 
 	req := r.approvalRequest(ctx, i, decision, timeout)
 	r.askApprovers(req)
@@ -162,6 +153,38 @@ func (r *run) approvalRequest(ctx workflow.Context, i int, decision remediation.
 }
 
 // recordApproval notes what became of approval a of step i.
+// refuseLateApprovals records, as refused, the approvals that arrived while
+// no step was awaiting co-signature: each against the step whose digest it
+// carries (a vote that came after its step was decided), else against step
+// asking, the step about to ask, or that has no co-signer to ask for (-1 at
+// the end of the remediation: the last step).
+func (r *run) refuseLateApprovals(ctx workflow.Context, asking int) {
+	for {
+		var a remediation.Approval
+		if !r.approvals.ReceiveAsync(&a) {
+			return
+		}
+		i, reason := asking, "arrived before this step asked for co-signature"
+		if asking < 0 {
+			i, reason = len(r.status.Steps)-1, "matches no step of this remediation, and arrived after its last step"
+		}
+		for j := range r.status.Steps {
+			if j != asking && r.status.Steps[j].Digest == a.StepDigest {
+				i, reason = j, fmt.Sprintf("arrived after step %d was decided (it is %s)", j, r.status.Steps[j].State)
+				break
+			}
+		}
+		st := &r.status.Steps[i]
+		rec := ApprovalRecord{Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, At: a.At, Reason: reason}
+		st.Approvals = append(st.Approvals, rec)
+		needed := 0
+		if st.Decision != nil {
+			needed = st.Decision.Approvers
+		}
+		r.recordApproval(ctx, i, remediation.AuditApprovalRefused, a, rec, 0, needed)
+	}
+}
+
 func (r *run) recordApproval(ctx workflow.Context, i int, typ string, a remediation.Approval, rec ApprovalRecord, have, needed int) {
 	d := remediation.AuditApprovalData{
 		AuditStep: r.stepRef(i), Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, Comment: a.Comment,

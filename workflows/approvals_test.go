@@ -73,6 +73,52 @@ func TestApprovalLetsTheStepRun(t *testing.T) {
 	}
 }
 
+// A vote that comes after its step was decided is recorded, refused,
+// against that step: when a later step asks for co-signature, and at the end
+// of the remediation.
+func TestLateApprovalsAreRecordedOnTheirStep(t *testing.T) {
+	f := newFakes()
+	f.decisions[0] = remediation.Decision{Effect: remediation.EffectCosign, Approvers: 1, Group: "oncall", Risk: remediation.RiskHigh, Reasons: []string{"production scale"}}
+	f.decisions[1] = remediation.Decision{Effect: remediation.EffectCosign, Approvers: 1, Group: "oncall", Risk: remediation.RiskHigh, Reasons: []string{"production scale"}}
+	plan := testPlan(scaleStep("a", 4), scaleStep("b", 5))
+	s := newSigner(t, f, plan)
+	env := newEnv(t, f)
+	// Two of oncall click at once on each step: the first vote decides it,
+	// the second comes too late.
+	signalAt(env, time.Minute, s.signed(0, "bob", "oncall", remediation.VerdictApprove))
+	signalAt(env, time.Minute, s.signed(0, "carol", "oncall", remediation.VerdictApprove))
+	signalAt(env, 2*time.Minute, s.signed(1, "dave", "oncall", remediation.VerdictApprove))
+	signalAt(env, 2*time.Minute, s.signed(1, "erin", "oncall", remediation.VerdictDeny))
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: plan})
+	st, errType := result(t, env)
+	if st.State != remediation.StateCompleted {
+		t.Fatalf("state %s (%s) %s", st.State, errType, st.Reason)
+	}
+	for i, want := range []struct{ counted, late string }{{"bob", "carol"}, {"dave", "erin"}} {
+		a := st.Steps[i].Approvals
+		if len(a) != 2 || !a[0].Counted || a[0].Approver.ID != want.counted || a[1].Counted || a[1].Approver.ID != want.late ||
+			a[1].Reason != fmt.Sprintf("arrived after step %d was decided (it is done)", i) {
+			t.Errorf("step %d approvals %+v, want %s counted and %s refused as late", i, a, want.counted, want.late)
+		}
+	}
+	raws, _ := f.audit(t)
+	late := map[string]int{}
+	for _, raw := range raws {
+		rec, _ := remediation.ParseAuditRecord(raw)
+		if rec.Type != remediation.AuditApprovalRefused {
+			continue
+		}
+		var d remediation.AuditApprovalData
+		if err := json.Unmarshal(rec.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		late[d.Approver.ID] = d.Step
+	}
+	if len(late) != 2 || late["carol"] != 0 || late["erin"] != 1 {
+		t.Errorf("refusals recorded (approver → step) %v, want carol on step 0 and erin on step 1", late)
+	}
+}
+
 func TestDenyVerdictCompensates(t *testing.T) {
 	f := newFakes()
 	plan := cosignPlan(f, 1)

@@ -264,6 +264,10 @@ const (
 	writeFirst   = workflow.Version(2)
 )
 
+// lateApprovalsChange: from its version 1, the approvals that came after the
+// last co-signature wait are recorded when the remediation ends.
+const lateApprovalsChange = "late-approvals"
+
 // observe reads step i's target with the worker's read-only identity. The
 // read is a local activity, run in the workflow task that goes on to
 // schedule the write: the before-state is in history before the write is
@@ -443,6 +447,10 @@ func (r *run) end(ctx workflow.Context, state remediation.State, reason string) 
 		details += ": " + reason
 	}
 	workflow.SetCurrentDetails(ctx, details)
+	// Approvals that came after the last co-signature wait are recorded too.
+	if len(r.status.Steps) > 0 && workflow.GetVersion(ctx, lateApprovalsChange, workflow.DefaultVersion, 1) == 1 {
+		r.refuseLateApprovals(ctx, -1)
+	}
 	r.flushMessages(ctx)
 	r.recordEnded(ctx)
 	r.audit.flush(ctx)
