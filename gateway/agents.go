@@ -32,9 +32,10 @@ import (
 // Every route authenticates the caller (Authenticator), then limits its rate
 // (RateLimiter); errors are RFC 9457 problems naming the bad fields.
 //
-// Who may do what: only agents propose plans, and the plan's requester is
-// always the authenticated agent ({kind: agent, name, owner} from the
-// client config): a plan that sets requester is refused. A remediation's
+// Who may do what: agents and humans propose plans (humans through `reins
+// start`), and the plan's requester is always the authenticated client
+// ({kind: agent, name, owner} or {kind: human, name} from the client
+// config): a plan that sets requester is refused. A remediation's
 // status can be read, and the remediation aborted, by the agent that
 // requested it and by any human client (the on-call); to any other agent it
 // does not exist (404), so that agents learn nothing of each other's work.
@@ -301,8 +302,11 @@ func (a *AgentAPI) admit(p Principal) *Problem {
 		Detail: fmt.Sprintf("client %s is over its rate limit; retry in %d s (clients[].rate in the gateway config)", p.Name, max(secs, 1))}
 }
 
-// requesterOf is the requester of the plans the agent p proposes.
+// requesterOf is the requester of the plans the client p proposes.
 func requesterOf(p Principal) remediation.Requester {
+	if p.Kind == KindHuman {
+		return remediation.Requester{Kind: remediation.RequesterHuman, Name: p.Name}
+	}
 	return remediation.Requester{Kind: remediation.RequesterAgent, Name: p.Name, Owner: p.Owner}
 }
 
@@ -349,10 +353,6 @@ func invalidPlanProblem(fields []FieldProblem) *Problem {
 
 // propose starts the plan in data for the agent p; the problem is the refusal.
 func (a *AgentAPI) propose(ctx context.Context, p Principal, data []byte) (AgentStarted, remediation.Plan, *Problem) {
-	if p.Kind != KindAgent {
-		return AgentStarted{}, remediation.Plan{}, &Problem{Status: http.StatusForbidden, Title: "Forbidden",
-			Detail: "only agents propose plans here; humans start remediations with `reins start`"}
-	}
 	plan, fields := decodePlanRequest(data, p)
 	if len(fields) > 0 {
 		return AgentStarted{}, plan, invalidPlanProblem(fields)
@@ -429,7 +429,10 @@ func (a *AgentAPI) abort(ctx context.Context, p Principal, id, reason string) *P
 }
 
 // agentStatusURL is the API path of remediation id's status.
-func agentStatusURL(id string) string { return "/v1/remediations/" + url.PathEscape(id) }
+// RemediationsPath is where plans are proposed (PatternProposeRemediation).
+const RemediationsPath = "/v1/remediations"
+
+func agentStatusURL(id string) string { return RemediationsPath + "/" + url.PathEscape(id) }
 
 // uiURL links remediation id in the Temporal UI ("" when not configured).
 func (a *AgentAPI) uiURL(id string) string {

@@ -283,6 +283,24 @@ func TestAgentProposeStartsAsTheAuthenticatedAgent(t *testing.T) {
 	}
 }
 
+// A human client (`reins start` through the gateway) proposes as itself:
+// the requester is the authenticated human, whom the two-person rule then
+// keeps from co-signing the plan's steps.
+func TestHumanProposeStartsAsTheHuman(t *testing.T) {
+	e := newAgentEnv(t)
+	resp, body := e.post(t, "/v1/remediations", oncallToken, mustJSON(t, agentPlan("fp-human")))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("propose: %s %s", resp.Status, body)
+	}
+	plans := e.temporal.plans()
+	if want := (remediation.Requester{Kind: remediation.RequesterHuman, Name: "oncall"}); len(plans) != 1 || plans[0].Requester != want {
+		t.Fatalf("started %+v, want one plan requested by %+v", plans, want)
+	}
+	if typ, ev := e.sink.last(t); typ != AuditAgentStarted || ev.Client != "oncall" || ev.Kind != KindHuman {
+		t.Errorf("audit %s %+v", typ, ev)
+	}
+}
+
 func TestAgentProposeRefusals(t *testing.T) {
 	e := newAgentEnv(t)
 	withRequester := agentPlan("fp-r")
@@ -318,7 +336,6 @@ func TestAgentProposeRefusals(t *testing.T) {
 		{"two objects", fixerToken, "application/json", append(mustJSON(t, agentPlan("fp-2")), mustJSON(t, agentPlan("fp-3"))...), http.StatusUnprocessableEntity, []string{"plan"}},
 		{"form content type", fixerToken, "application/x-www-form-urlencoded", mustJSON(t, agentPlan("fp-c")), http.StatusUnsupportedMediaType, nil},
 		{"too large", fixerToken, "application/json", mustJSON(t, huge), http.StatusRequestEntityTooLarge, nil},
-		{"a human", oncallToken, "application/json", mustJSON(t, agentPlan("fp-d")), http.StatusForbidden, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := e.call(t, http.MethodPost, "/v1/remediations", c.token, c.contentType, c.body)

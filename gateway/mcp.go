@@ -165,6 +165,11 @@ func (a *AgentAPI) toolPropose(ctx context.Context, req *mcp.CallToolRequest, _ 
 	if prob := a.admit(p); prob != nil {
 		return nil, ProposeOutput{}, toolProblem{prob}
 	}
+	// MCP is the agents' door; a human starts remediations with `reins start`.
+	if p.Kind != KindAgent {
+		return nil, ProposeOutput{}, toolProblem{&Problem{Status: http.StatusForbidden, Title: "Forbidden",
+			Detail: "only agents propose plans over MCP; humans start remediations with `reins start`"}}
+	}
 	st, plan, prob := a.propose(ctx, p, req.Params.Arguments)
 	if prob != nil {
 		return nil, ProposeOutput{}, toolProblem{prob}

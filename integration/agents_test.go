@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,14 +44,16 @@ decision := {"effect": "allow", "risk": "low", "reasons": [sprintf("agent %s may
 // API (and, with mountMCP, the MCP server) to two agents: name, whose token
 // is token, and limited, allowed one call an hour.
 type agentDoor struct {
-	w         worker
-	srv       *httptest.Server
-	gw        *gateway.Server
-	api       *gateway.AgentAPI
-	name      string
-	token     string
-	limited   string // the limited agent's token
-	auditPath string
+	w       worker
+	srv     *httptest.Server
+	gw      *gateway.Server
+	api     *gateway.AgentAPI
+	name    string
+	token   string
+	limited string // the limited agent's token
+	// human is a human client, humanToken its token.
+	human, humanToken string
+	auditPath         string
 }
 
 func startAgentDoor(t *testing.T) agentDoor {
@@ -60,7 +63,7 @@ func startAgentDoor(t *testing.T) agentDoor {
 		t.Fatal(err)
 	}
 	w := startWorker(t, dir)
-	d := agentDoor{w: w, name: unique("it-agent"), limited: unique("limited")}
+	d := agentDoor{w: w, name: unique("it-agent"), limited: unique("limited"), human: unique("it-human"), humanToken: unique("human-token")}
 	tok, sum, err := gateway.NewClientToken()
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +72,7 @@ func startAgentDoor(t *testing.T) agentDoor {
 	clients := workers.ClientsConfig{
 		{Name: d.name, Kind: "agent", Owner: "alice", TokenSHA256: sum, Rate: "unlimited"},
 		{Name: d.name + "-slow", Kind: "agent", TokenSHA256: gateway.HashToken(d.limited), Rate: "1/h", Burst: 1},
+		{Name: d.human, Kind: "human", Groups: []string{"oncall-sre"}, TokenSHA256: gateway.HashToken(d.humanToken), Rate: "unlimited"},
 	}
 	auth, err := clients.Authenticator()
 	if err != nil {
@@ -288,5 +292,79 @@ func TestAgentAPIAbortsItsRemediation(t *testing.T) {
 	}
 	if img := getDeployment(t, ns, "checkout").Spec.Template.Spec.Containers[0].Image; img != "registry.example/checkout:v1" {
 		t.Errorf("image %s after an abort before the step", img)
+	}
+}
+
+// `reins start` with client.url set goes through the gateway: the plan's
+// requester is the human the client token authenticates, not a name the
+// CLI claims; a plan that names its own requester starts nothing.
+func TestCLIStartThroughGateway(t *testing.T) {
+	d := startAgentDoor(t)
+	bin := buildReins(t)
+	ns := namespace(t)
+	deployment(t, ns, "web", 1, "registry.example/web:v1")
+	p := plan("production", step(remediation.ActionSetImage, remediation.KindDeployment, ns, "web", remediation.Params{Container: "app", Image: "registry.example/web:v2"}))
+	p.Requester = remediation.Requester{}
+	dir := t.TempDir()
+	write := func(name string, plan remediation.Plan) string {
+		path := filepath.Join(dir, name)
+		data, err := json.Marshal(plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	start := func(path string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, "start", "-f", path)
+		cmd.Env = append(os.Environ(), "REINS_CONFIG=", "REINS_IDENTITY=someone-else", "REINS_GATEWAY_URL="+d.srv.URL, "REINS_CLIENT_TOKEN="+d.humanToken)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("run reins start: %v", err)
+		}
+		return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+	}
+
+	claimed := p
+	claimed.Incident.Fingerprint = unique("fp")
+	claimed.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "someone-else"}
+	if out, errOut, code := start(write("claimed.json", claimed)); code != 1 || !strings.Contains(errOut, "plan field requester") {
+		t.Fatalf("a plan naming its requester: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := workflows.GetStatus(context.Background(), stack.client, claimed.WorkflowID()); err == nil {
+		t.Fatal("a plan naming its requester started a remediation")
+	}
+
+	out, errOut, code := start(write("plan.json", p))
+	id := strings.TrimSpace(out)
+	if code != 0 || id != p.WorkflowID() {
+		t.Fatalf("reins start: exit %d, printed %q, want %s\n%s", code, out, p.WorkflowID(), errOut)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := stack.client.GetWorkflow(ctx, id, "")
+	var st workflows.Status
+	waitFor(t, "step 0 awaiting approval", func() (bool, error) {
+		var err error
+		st, err = workflows.GetStatus(ctx, stack.client, id)
+		return err == nil && st.Steps[0].State == remediation.StepAwaitingApproval, err
+	})
+	if want := (remediation.Requester{Kind: remediation.RequesterHuman, Name: d.human}); st.RequestedBy != want {
+		t.Fatalf("requested by %+v, want the token's human %+v", st.RequestedBy, want)
+	}
+	if n := d.auditTypes(t)[gateway.AuditAgentStarted]; n != 1 {
+		t.Errorf("%d %s records, want 1", n, gateway.AuditAgentStarted)
+	}
+	if err := workflows.Abort(ctx, stack.client, id, workflows.AbortSignal{Reason: "test over", By: "integration"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := workflows.Result(ctx, run); err != nil || st.State != remediation.StateAborted {
+		t.Fatalf("after the abort: %s %v", st.State, err)
 	}
 }

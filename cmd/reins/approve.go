@@ -82,44 +82,61 @@ const maxGatewayAnswer = 64 << 10
 // reason.
 func postApproval(ctx context.Context, base, token, id string, req gateway.ApprovalRequest) (gateway.ApprovalResponse, error) {
 	var res gateway.ApprovalResponse
-	body, err := json.Marshal(req)
+	err := postGateway(ctx, base, token, gateway.ApprovalsPath(id), req, http.StatusOK, &res, string(req.Verdict))
+	if err == nil && !res.Signalled {
+		return res, fmt.Errorf("the gateway at %s answered but did not signal the approval", base)
+	}
+	return res, err
+}
+
+// postGateway posts body (JSON) to path on the gateway at base with the
+// client token, and decodes the answer into out when its status is ok. Any
+// other answer is an error carrying the gateway's problem detail: an
+// exitCode error when the token was rejected or the request refused (what
+// names the request in the message), a plain one when the gateway failed.
+func postGateway(ctx context.Context, base, token, path string, body any, ok int, out any, what string) error {
+	data, err := json.Marshal(body)
 	if err != nil {
-		return res, fmt.Errorf("encode approval: %w", err)
+		return fmt.Errorf("encode %s: %w", what, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, base+gateway.ApprovalsPath(id), bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(data))
 	if err != nil {
-		return res, fmt.Errorf("gateway request: %w", err)
+		return fmt.Errorf("gateway request: %w", err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
-		return res, fmt.Errorf("reach the gateway at %s: %w", base, err)
+		return fmt.Errorf("reach the gateway at %s: %w", base, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxGatewayAnswer))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxGatewayAnswer))
 	if err != nil {
-		return res, fmt.Errorf("read the gateway's answer: %w", err)
+		return fmt.Errorf("read the gateway's answer: %w", err)
 	}
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(data, &res); err != nil || !res.Signalled {
-			return res, fmt.Errorf("the gateway at %s answered 200 but not with an approval: %.200s", base, data)
+	if resp.StatusCode == ok {
+		if err := json.Unmarshal(answer, out); err != nil {
+			return fmt.Errorf("the gateway at %s answered %s but not with a %s: %.200s", base, resp.Status, what, answer)
 		}
-		return res, nil
+		return nil
 	}
 	var p gateway.Problem
-	if json.Unmarshal(data, &p) != nil || p.Detail == "" {
-		return res, fmt.Errorf("the gateway at %s answered %s: %.200s", base, resp.Status, data)
+	if json.Unmarshal(answer, &p) != nil || p.Detail == "" {
+		return fmt.Errorf("the gateway at %s answered %s: %.200s", base, resp.Status, answer)
+	}
+	detail := p.Detail
+	for _, f := range p.Errors {
+		detail += fmt.Sprintf("\n  %s: %s", f.Field, f.Detail)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return res, &exitCode{exitError, fmt.Errorf("the gateway did not accept your client token (client.token_file or %s): %s", workers.EnvClientToken, p.Detail)}
+		return &exitCode{exitError, fmt.Errorf("the gateway did not accept your client token (client.token_file or %s): %s", workers.EnvClientToken, detail)}
 	case resp.StatusCode >= 500:
-		return res, fmt.Errorf("gateway: %s", p.Detail)
+		return fmt.Errorf("gateway: %s", detail)
 	}
-	return res, &exitCode{exitError, fmt.Errorf("%s refused: %s", req.Verdict, p.Detail)}
+	return &exitCode{exitError, fmt.Errorf("%s refused: %s", what, detail)}
 }
 
 func newKeygenCmd() *cobra.Command {

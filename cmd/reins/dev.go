@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -369,26 +368,13 @@ func devPropose(ctx context.Context, cfg workers.Config, dir string) (gateway.Pr
 	if err != nil {
 		return res, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/remediations", bytes.NewReader(examples.CheckoutRollback))
+	err = postGateway(ctx, base, strings.TrimSpace(string(token)), gateway.RemediationsPath, json.RawMessage(examples.CheckoutRollback),
+		http.StatusAccepted, &res, "the sample plan")
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("demo: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return res, fmt.Errorf("demo: reach the gateway: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxGatewayAnswer))
-	if err != nil {
-		return res, fmt.Errorf("demo: read the gateway's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusAccepted {
-		return res, fmt.Errorf("demo: the gateway refused the sample plan: %s: %.500s", resp.Status, data)
-	}
-	if err := json.Unmarshal(data, &res); err != nil || res.ID == "" {
-		return res, fmt.Errorf("demo: the gateway answered 202 without a remediation: %.200s", data)
+	if res.ID == "" {
+		return res, errors.New("demo: the gateway accepted the sample plan but named no remediation")
 	}
 	return res, nil
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reins-dev/reins/gateway"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workers"
 	"github.com/reins-dev/reins/workflows"
@@ -76,6 +79,51 @@ func newPlanCmd() *cobra.Command {
 	return cmd
 }
 
+// startThroughGateway proposes plan to the gateway (client.url) as the
+// human its client token authenticates, who becomes the plan's requester.
+func startThroughGateway(ctx context.Context, cfg workers.Config, plan remediation.Plan) (gateway.AgentStarted, error) {
+	if plan.Requester != (remediation.Requester{}) {
+		return gateway.AgentStarted{}, &exitCode{exitError, fmt.Errorf("plan field requester is %q: reins sets the requester from your client token; remove the field", plan.Requester)}
+	}
+	base, err := cfg.Client.BaseURL()
+	if err != nil {
+		return gateway.AgentStarted{}, &exitCode{exitError, err}
+	}
+	token, err := cfg.Client.Token()
+	if err != nil {
+		return gateway.AgentStarted{}, &exitCode{exitError, err}
+	}
+	var res gateway.ProposeResponse
+	if err := postGateway(ctx, base, token, gateway.RemediationsPath, plan, http.StatusAccepted, &res, "the plan"); err != nil {
+		return gateway.AgentStarted{}, err
+	}
+	if res.ID == "" {
+		return gateway.AgentStarted{}, fmt.Errorf("the gateway at %s accepted the plan but named no remediation", base)
+	}
+	return res.AgentStarted, nil
+}
+
+// startOnTemporal starts plan directly on Temporal, with the CLI identity
+// (identity.name) as its requester. Nothing authenticates that identity but
+// access to Temporal, so it says so: with client.url set, reins start goes
+// through the gateway instead.
+func startOnTemporal(ctx context.Context, g *globals, cfg workers.Config, plan remediation.Plan, notes io.Writer) (gateway.AgentStarted, error) {
+	if err := requesterFor(&plan, cfg); err != nil {
+		return gateway.AgentStarted{}, err
+	}
+	fmt.Fprintf(notes, "starting on Temporal as %s (identity.name): set client.url to start through the gateway, which authenticates you\n", plan.Requester.Name)
+	c, err := workers.DialTemporal(ctx, g.logger(), cfg)
+	if err != nil {
+		return gateway.AgentStarted{}, err
+	}
+	defer c.Close()
+	run, joined, err := workflows.Start(ctx, c, cfg.TaskQueue, workflows.RemediationInput{Plan: plan, Options: remediationOptions(cfg)})
+	if err != nil {
+		return gateway.AgentStarted{}, err
+	}
+	return gateway.AgentStarted{ID: run.GetID(), RunID: run.GetRunID(), Joined: joined}, nil
+}
+
 // requesterFor sets the plan's requester from the CLI identity.
 func requesterFor(plan *remediation.Plan, cfg workers.Config) error {
 	if cfg.Identity.Name == "" {
@@ -107,7 +155,11 @@ func newStartCmd(g *globals) *cobra.Command {
 		Short: "Validate a plan and start its remediation; prints the remediation ID",
 		Long: "Validate a plan and start its remediation. An invalid plan starts nothing (exit 1).\n" +
 			"A plan for an incident that already has a running remediation joins it.\n" +
-			"With --wait, waits for the end and exits 0 when Completed, 3 otherwise.",
+			"With --wait, waits for the end and exits 0 when Completed, 3 otherwise.\n\n" +
+			"With client.url set (or REINS_GATEWAY_URL), the plan goes through the gateway, which\n" +
+			"authenticates you by your client token (client.token_file or REINS_CLIENT_TOKEN) and makes\n" +
+			"you its requester, so that you cannot co-sign its steps. Without it, the plan starts\n" +
+			"directly on Temporal with identity.name as its requester, which only access to Temporal vouches for.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -119,29 +171,30 @@ func newStartCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := requesterFor(&plan, cfg); err != nil {
+			var started gateway.AgentStarted
+			if cfg.Client.URL != "" {
+				if started, err = startThroughGateway(ctx, cfg, plan); err != nil {
+					return err
+				}
+			} else if started, err = startOnTemporal(ctx, g, cfg, plan, cmd.ErrOrStderr()); err != nil {
 				return err
+			}
+			out := cmd.OutOrStdout()
+			if started.Joined {
+				fmt.Fprintf(cmd.ErrOrStderr(), "a remediation for this incident is already running; joined it\n")
+			}
+			fmt.Fprintln(out, started.ID)
+			fmt.Fprintf(cmd.ErrOrStderr(), "follow it: reins status %s   or   %s/namespaces/%s/workflows/%s\n",
+				started.ID, strings.TrimRight(cfg.TemporalUI, "/"), workers.TemporalNamespace(), started.ID)
+			if !wait {
+				return nil
 			}
 			c, err := workers.DialTemporal(ctx, g.logger(), cfg)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			run, joined, err := workflows.Start(ctx, c, cfg.TaskQueue, workflows.RemediationInput{Plan: plan, Options: remediationOptions(cfg)})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if joined {
-				fmt.Fprintf(cmd.ErrOrStderr(), "a remediation for this incident is already running; joined it\n")
-			}
-			fmt.Fprintln(out, run.GetID())
-			fmt.Fprintf(cmd.ErrOrStderr(), "follow it: reins status %s   or   %s/namespaces/%s/workflows/%s\n",
-				run.GetID(), strings.TrimRight(cfg.TemporalUI, "/"), workers.TemporalNamespace(), run.GetID())
-			if !wait {
-				return nil
-			}
-			st, err := workflows.Result(ctx, run)
+			st, err := workflows.Result(ctx, c.GetWorkflow(ctx, started.ID, started.RunID))
 			if err != nil {
 				return err
 			}
