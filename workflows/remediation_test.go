@@ -433,6 +433,36 @@ func TestUnknownEffectIsDeny(t *testing.T) {
 	}
 }
 
+// A co-signature the policy asks for without saying how many or who is
+// denied: nobody could give it, and nothing acts or waits.
+func TestCosignWithoutApproversOrGroupIsDeny(t *testing.T) {
+	for name, d := range map[string]remediation.Decision{
+		"no approvers": {Effect: remediation.EffectCosign, Group: "oncall", Risk: remediation.RiskHigh},
+		"no group":     {Effect: remediation.EffectCosign, Approvers: 1, Risk: remediation.RiskHigh},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakes()
+			f.decisions[0] = d
+			env := newEnv(t, f)
+			env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4))})
+			st, errType := result(t, env)
+			if errType != string(remediation.StateDenied) || !contains(st.Reason, "co-signature without approvers or group") {
+				t.Fatalf("state %s (%s) reason %q", st.State, errType, st.Reason)
+			}
+			for _, a := range f.seen() {
+				if strings.HasPrefix(a, "execute") {
+					t.Errorf("%s ran for a step denied by an incomplete co-signature", a)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.posts) != 0 {
+				t.Errorf("approvers were asked %d times for a co-signature nobody could give", len(f.posts))
+			}
+		})
+	}
+}
+
 func TestInvalidPlanRunsNothing(t *testing.T) {
 	f := newFakes()
 	env := newEnv(t, f)
