@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/reins-dev/reins/remediation"
@@ -156,4 +157,64 @@ func TypicalInput() Input {
 	}
 	history := &History{RequesterActions: 2, RequesterDenials: 0, TargetActions: 1, NamespaceQuarantines: 0, WindowSeconds: 3600}
 	return NewInput(plan, 0, time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), state, history)
+}
+
+// Floor is what this machine does to the latency of a computation that
+// allocates nothing: a busy loop that takes Work at best, timed N times. Its
+// P99 is the lowest p99 any decision of that p50 can have here, whatever the
+// policy engine does: the rest is the machine (other processes, a virtual
+// CPU's steal time, interrupts).
+type Floor struct {
+	Work time.Duration `json:"work"`
+	N    int           `json:"n"`
+	P50  time.Duration `json:"p50"`
+	P99  time.Duration `json:"p99"`
+}
+
+func (f Floor) String() string {
+	return fmt.Sprintf("a busy loop of %s, no allocation, timed %d times: p50 %s, p99 %s", f.Work, f.N, f.P50, f.P99)
+}
+
+// floorSink keeps the busy loop from being optimized away.
+var floorSink atomic.Uint64
+
+// spin runs the busy loop n rounds.
+func spin(n int) {
+	x := uint64(1)
+	for range n {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	floorSink.Store(x)
+}
+
+// MeasureFloor times n runs of a busy loop calibrated to take work (at
+// least a microsecond) and returns their percentiles; it stops with an error
+// when ctx ends or n < 1.
+func MeasureFloor(ctx context.Context, work time.Duration, n int) (Floor, error) {
+	if n < 1 {
+		return Floor{}, errors.New("measure the machine's floor: n must be at least 1")
+	}
+	work = max(work, time.Microsecond)
+	// Calibrate: the fastest of a few timings of a known number of rounds.
+	const probe = 1 << 16
+	best := time.Duration(1<<63 - 1)
+	for range 20 {
+		start := time.Now()
+		spin(probe)
+		best = min(best, time.Since(start))
+	}
+	rounds := max(1, int(float64(probe)*float64(work)/float64(max(best, time.Nanosecond))))
+	durs := make([]time.Duration, n)
+	for i := range durs {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return Floor{}, fmt.Errorf("measure the machine's floor: stopped after %d of %d: %w", i, n, err)
+			}
+		}
+		start := time.Now()
+		spin(rounds)
+		durs[i] = time.Since(start)
+	}
+	slices.Sort(durs)
+	return Floor{Work: work, N: n, P50: percentile(durs, 50), P99: percentile(durs, 99)}, nil
 }

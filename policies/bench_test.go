@@ -90,3 +90,27 @@ func TestDecisionAllocations(t *testing.T) {
 		t.Errorf("a decision allocates %.0f times, more than the budget of %d (see maxDecisionAllocs)", n, maxDecisionAllocs)
 	}
 }
+
+func TestMeasureFloor(t *testing.T) {
+	f, err := MeasureFloor(context.Background(), 200*time.Microsecond, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", f)
+	// Calibrated from the fastest probe, the loop's median is its target,
+	// give or take the machine's noise.
+	if f.N != 200 || f.P50 < 100*time.Microsecond || f.P50 > 2*time.Millisecond || f.P50 > f.P99 {
+		t.Fatalf("floor %+v, want a p50 near 200µs and p99 above it", f)
+	}
+	if !strings.Contains(f.String(), "a busy loop of 200µs") {
+		t.Errorf("String() = %q", f)
+	}
+	if _, err := MeasureFloor(context.Background(), time.Microsecond, 0); err == nil {
+		t.Fatal("MeasureFloor(n=0) succeeded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := MeasureFloor(ctx, time.Microsecond, 10); err == nil {
+		t.Fatal("MeasureFloor with an ended context succeeded")
+	}
+}

@@ -30,7 +30,10 @@ func newBenchCmd(g *globals) *cobra.Command {
 Each run makes N decisions one after the other, after up to 500 that are
 not timed, and prints their percentiles, allocations and garbage collections
 (with the collector's CPU time); with --runs above 1, a last line gives the
-range of p50 and p99 over the runs. Figures taken on a busy machine are high:
+range of p50 and p99 over the runs. A last line times a busy loop as long as
+the median p50, allocating nothing, N times: its p99 is what this machine
+alone does to such a computation, the floor of a decision's p99 here.
+Figures taken on a busy machine are high:
 compare runs. The p99 follows the collector, which runs far more often in
 this small process than in a worker: the GOGC environment variable shows its
 share (GOGC=400, or GOGC=off for none).`,
@@ -59,6 +62,14 @@ share (GOGC=400, or GOGC=off for none).`,
 			if runs > 1 {
 				fmt.Fprintf(out, "%d runs: p50 %s to %s, p99 %s to %s\n", runs, slices.Min(p50s), slices.Max(p50s), slices.Min(p99s), slices.Max(p99s))
 			}
+			// What the machine alone does to a computation as long as a
+			// decision: no decision's p99 can be lower here.
+			slices.Sort(p50s)
+			floor, err := policies.MeasureFloor(cmd.Context(), p50s[len(p50s)/2], n)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "this machine's floor: %s\n", floor)
 			return nil
 		},
 	}
