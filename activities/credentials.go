@@ -21,8 +21,16 @@ import (
 
 // VaultWriter sends writes to Vault: *vaultclient.Client.
 type VaultWriter interface {
+	// Write sends a write that the client may repeat when Vault fails (a
+	// 5xx, a lost answer): a revocation, which may be repeated.
 	Write(ctx context.Context, path string, data map[string]any) (*vaultapi.Secret, error)
+	// WriteOnce sends a write that the client never repeats: a mint, which
+	// would create a second lease and lose the first. The activity retries.
+	WriteOnce(ctx context.Context, path string, data map[string]any) (*vaultapi.Secret, error)
 }
+
+// DefaultMintTimeout bounds a mint request; see VaultCredentials.MintTimeout.
+const DefaultMintTimeout = 30 * time.Second
 
 // MinTokenTTL is the shortest lifetime the Kubernetes TokenRequest API grants
 // (it refuses anything under 10 minutes). Revocation when the step ends, not
@@ -126,6 +134,12 @@ type VaultCredentials struct {
 	Cluster *rest.Config
 	// TTL is the lease TTL asked for. Default (and minimum): MinTokenTTL.
 	TTL time.Duration
+	// MintTimeout bounds a mint request. The request is not cut short when
+	// the activity's context ends (the lease Vault creates would be lost
+	// with its answer): it runs until Vault answers or MintTimeout passes,
+	// and the lease of an answer that comes after the activity has ended
+	// is revoked. Default DefaultMintTimeout.
+	MintTimeout time.Duration
 	// RevokeAttempts is how often a revocation is tried before release gives
 	// up and hands it to the background revoker. Default 5.
 	RevokeAttempts int
@@ -210,40 +224,83 @@ func (c *Credential) Release(ctx context.Context) error {
 	return err
 }
 
-// Mint asks Vault for a credential of the chosen role.
+// Mint asks Vault for a credential of the chosen role. Vault is asked once
+// (WriteOnce: a repeat would mint a second lease); the activity retries. A
+// lease that comes with a failure (an answer with no usable token, or an
+// answer after ctx has ended) is revoked before Mint returns; see
+// MintTimeout.
 func (v *VaultCredentials) Mint(ctx context.Context, choice Choice) (*Credential, error) {
-	ttl := v.TTL
-	if ttl < MinTokenTTL {
-		ttl = MinTokenTTL
-	}
 	path := v.mount() + "/creds/" + choice.Role
+	op := fmt.Sprintf("mint a Kubernetes credential from Vault (%s, namespace %s)", path, choice.Namespace)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: the step has ended: %w", op, err)
+	}
 	data := map[string]any{
 		"kubernetes_namespace": choice.Namespace,
-		"ttl":                  ttl.String(),
+		"ttl":                  v.ttl().String(),
 		"cluster_role_binding": choice.Cluster,
 	}
-	s, err := v.Vault.Write(ctx, path, data)
+	timeout := v.MintTimeout
+	if timeout <= 0 {
+		timeout = DefaultMintTimeout
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	s, err := v.Vault.WriteOnce(mctx, path, data)
+	cancel()
+	cred, err := v.credential(ctx, op, choice, s, err)
 	if err != nil {
-		return nil, vaultError(fmt.Sprintf("mint a Kubernetes credential from Vault (%s, namespace %s)", path, choice.Namespace), err)
+		if s != nil && s.LeaseID != "" {
+			v.discard(ctx, s.LeaseID, err)
+		}
+		return nil, err
+	}
+	return cred, nil
+}
+
+// credential checks a mint's answer and builds the client that uses it.
+func (v *VaultCredentials) credential(ctx context.Context, op string, choice Choice, s *vaultapi.Secret, err error) (*Credential, error) {
+	if err != nil {
+		return nil, vaultError(op, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: the step ended before Vault answered: %w", op, err)
 	}
 	token, _ := secretString(s, "service_account_token")
 	if s == nil || s.LeaseID == "" || token == "" {
-		return nil, final(remediation.ErrForbidden, "mint a Kubernetes credential from Vault (%s): the response has no lease or no token; is %s a Kubernetes secrets engine?", path, v.mount())
+		return nil, final(remediation.ErrForbidden, "%s: the response has no lease or no token; is %s a Kubernetes secrets engine?", op, v.mount())
 	}
-	lease := remediation.LeaseInfo{LeaseID: s.LeaseID, Role: choice.Role, Namespace: choice.Namespace}
 	cfg := rest.AnonymousClientConfig(v.Cluster)
 	cfg.BearerToken = token
 	cfg.UserAgent = "reins-step"
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		// Not usable: do not leave the lease alive.
-		if rerr := v.Revoke(context.WithoutCancel(ctx), s.LeaseID); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
 		return nil, fmt.Errorf("build a Kubernetes client for lease %s: %w", s.LeaseID, err)
 	}
-	v.forget(s.LeaseID)
+	lease := remediation.LeaseInfo{LeaseID: s.LeaseID, Role: choice.Role, Namespace: choice.Namespace}
 	return &Credential{Client: &LeasedClient{Interface: kc, lease: lease, mu: &sync.Mutex{}}, Token: token, v: v}, nil
+}
+
+// discard revokes the lease of a mint that failed (the step's context may
+// have ended: the revocation does not depend on it), so that no credential
+// outlives the step that asked for it. A revocation that fails is logged
+// and left to the background revoker (Revoke hands it over).
+func (v *VaultCredentials) discard(ctx context.Context, leaseID string, cause error) {
+	if err := v.Revoke(context.WithoutCancel(ctx), leaseID); err != nil {
+		v.logger().Error("vault: the lease of a failed mint is not revoked; the background revoker keeps trying", "lease", leaseID, "mint_error", cause, "error", err)
+		return
+	}
+	v.logger().Warn("vault: revoked the lease of a failed mint", "lease", leaseID, "mint_error", cause)
+}
+
+func (v *VaultCredentials) logger() *slog.Logger {
+	if v.Logger == nil {
+		return slog.Default()
+	}
+	return v.Logger
+}
+
+func (v *VaultCredentials) ttl() time.Duration {
+	return max(v.TTL, MinTokenTTL)
 }
 
 // Revoke revokes a lease synchronously (Vault deletes the ServiceAccount and
@@ -285,12 +342,8 @@ func (v *VaultCredentials) remember(leaseID string) {
 	if v.pending == nil {
 		v.pending = map[string]time.Time{}
 	}
-	ttl := v.TTL
-	if ttl < MinTokenTTL {
-		ttl = MinTokenTTL
-	}
 	if _, ok := v.pending[leaseID]; !ok {
-		v.pending[leaseID] = time.Now().Add(ttl)
+		v.pending[leaseID] = time.Now().Add(v.ttl())
 	}
 }
 
@@ -314,10 +367,7 @@ func (v *VaultCredentials) Pending() []string {
 // RunRevoker retries, every interval until ctx ends, the revocations that
 // failed, until each succeeds or its lease has expired anyway.
 func (v *VaultCredentials) RunRevoker(ctx context.Context, interval time.Duration) {
-	log := v.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := v.logger()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -61,30 +62,62 @@ func isFinal(err error, typ string) bool {
 	return errors.As(err, &ae) && ae.NonRetryable() && ae.Type() == typ
 }
 
-// fakeVault answers mint and revoke requests; fail decides each answer.
+// fakeVault answers mints (which must come through WriteOnce) and
+// revocations (through Write); fail decides each answer, and mint, when set,
+// answers the mints that fail lets through.
 type fakeVault struct {
 	mu    sync.Mutex
 	calls []string
 	fail  func(path string, n int) error
+	mint  func(ctx context.Context, path string) (*vaultapi.Secret, error)
+}
+
+func (f *fakeVault) record(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, path)
+	return len(f.calls)
 }
 
 func (f *fakeVault) Write(_ context.Context, path string, data map[string]any) (*vaultapi.Secret, error) {
-	f.mu.Lock()
-	f.calls = append(f.calls, path)
-	n := len(f.calls)
-	f.mu.Unlock()
+	n := f.record(path)
+	if !strings.HasPrefix(path, "sys/leases/revoke/") {
+		return nil, fmt.Errorf("%s sent with Write, which the client may repeat: a mint must use WriteOnce", path)
+	}
 	if f.fail != nil {
 		if err := f.fail(path, n); err != nil {
 			return nil, err
 		}
 	}
-	if strings.HasPrefix(path, "sys/leases/revoke/") {
-		if data["sync"] != true {
-			return nil, errors.New("revocation must be synchronous")
+	if data["sync"] != true {
+		return nil, errors.New("revocation must be synchronous")
+	}
+	return nil, nil
+}
+
+func (f *fakeVault) WriteOnce(ctx context.Context, path string, _ map[string]any) (*vaultapi.Secret, error) {
+	n := f.record(path)
+	if f.fail != nil {
+		if err := f.fail(path, n); err != nil {
+			return nil, err
 		}
-		return nil, nil
+	}
+	if f.mint != nil {
+		return f.mint(ctx, path)
 	}
 	return &vaultapi.Secret{LeaseID: path + "/lease1", Data: map[string]any{"service_account_token": "tok"}}, nil
+}
+
+func (f *fakeVault) revoked(leaseID string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if c == "sys/leases/revoke/"+leaseID {
+			n++
+		}
+	}
+	return n
 }
 
 func vaultErr(code int) error {
@@ -194,4 +227,102 @@ func TestVaultCredentialsRevokeRetries(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// A mint that fails after Vault created its lease revokes the lease: an
+// answer without a usable token, or an error that comes with a lease. When
+// the revocation fails too, the lease is left to the background revoker,
+// and the mint's own error is what the activity sees.
+func TestFailedMintRevokesItsLease(t *testing.T) {
+	const lease = "kubernetes/creds/reins-staging/l1"
+	for _, c := range []struct {
+		name      string
+		secret    *vaultapi.Secret
+		err       error
+		revokeErr error
+		retryable bool
+	}{
+		{name: "no token", secret: &vaultapi.Secret{LeaseID: lease, Data: map[string]any{}}},
+		{name: "empty token", secret: &vaultapi.Secret{LeaseID: lease, Data: map[string]any{"service_account_token": ""}}},
+		{name: "token not a string", secret: &vaultapi.Secret{LeaseID: lease, Data: map[string]any{"service_account_token": 42}}},
+		{name: "error with a lease", secret: &vaultapi.Secret{LeaseID: lease}, err: vaultErr(http.StatusInternalServerError), retryable: true},
+		{name: "revocation fails", secret: &vaultapi.Secret{LeaseID: lease, Data: map[string]any{}}, revokeErr: vaultErr(http.StatusServiceUnavailable)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeVault{
+				mint: func(context.Context, string) (*vaultapi.Secret, error) { return c.secret, c.err },
+				fail: func(path string, _ int) error {
+					if strings.HasPrefix(path, "sys/leases/revoke/") {
+						return c.revokeErr
+					}
+					return nil
+				},
+			}
+			v := &VaultCredentials{Vault: f, Cluster: &rest.Config{Host: "https://127.0.0.1:6443"}, RevokeAttempts: 2, RevokeBackoff: 1}
+			_, _, err := v.ClientFor(context.Background(), ref("staging", remediation.KindDeployment, "shop"))
+			switch {
+			case err == nil:
+				t.Fatal("no error")
+			case c.retryable && isFinal(err, remediation.ErrForbidden):
+				t.Errorf("got %v, want a retryable error", err)
+			case !c.retryable && !isFinal(err, remediation.ErrForbidden):
+				t.Errorf("got %v, want a final Forbidden", err)
+			}
+			if f.revoked(lease) == 0 {
+				t.Errorf("lease not revoked; calls %v", f.calls)
+			}
+			pending := v.Pending()
+			if c.revokeErr == nil && len(pending) != 0 {
+				t.Errorf("pending %v after a revocation that succeeded", pending)
+			}
+			if c.revokeErr != nil && (len(pending) != 1 || pending[0] != lease) {
+				t.Errorf("pending %v, want the lease handed to the background revoker", pending)
+			}
+		})
+	}
+}
+
+// A step that ends while Vault mints does not cut the mint short (its
+// answer carries the lease): the mint runs to its answer under its own
+// deadline, and the lease, which nobody will use, is revoked. A step that
+// has already ended mints nothing.
+func TestMintAfterTheStepEndedRevokesTheLease(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var deadline time.Duration
+	f := &fakeVault{mint: func(mctx context.Context, path string) (*vaultapi.Secret, error) {
+		cancel() // the activity ends (timeout, cancellation) while Vault works
+		d, ok := mctx.Deadline()
+		if !ok {
+			return nil, errors.New("a mint without a deadline")
+		}
+		deadline = time.Until(d)
+		if err := mctx.Err(); err != nil {
+			return nil, fmt.Errorf("the mint was cut short: %w", err)
+		}
+		return &vaultapi.Secret{LeaseID: path + "/l1", Data: map[string]any{"service_account_token": "tok"}}, nil
+	}}
+	v := &VaultCredentials{Vault: f, Cluster: &rest.Config{Host: "https://127.0.0.1:6443"}, MintTimeout: 5 * time.Second}
+	_, _, err := v.ClientFor(ctx, ref("staging", remediation.KindDeployment, "shop"))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want the step's cancellation", err)
+	}
+	if f.revoked("kubernetes/creds/reins-staging/l1") != 1 {
+		t.Errorf("the lease minted for an ended step is not revoked; calls %v", f.calls)
+	}
+	if deadline <= 0 || deadline > 5*time.Second {
+		t.Errorf("mint deadline %v away, want at most MintTimeout (5s)", deadline)
+	}
+	if p := v.Pending(); len(p) != 0 {
+		t.Errorf("pending %v", p)
+	}
+
+	f = &fakeVault{}
+	v.Vault = f
+	if _, _, err := v.ClientFor(ctx, ref("staging", remediation.KindDeployment, "shop")); !errors.Is(err, context.Canceled) {
+		t.Errorf("ended step: got %v, want its cancellation", err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("an ended step sent %v", f.calls)
+	}
 }

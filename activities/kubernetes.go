@@ -216,7 +216,7 @@ func copyInt32(p *int32) *int32 {
 // write is set-to-value (merge or strategic-merge patch, field manager
 // "reins") and stamps the reins annotations, so a retry writes the same thing
 // again.
-func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
+func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (res remediation.ExecuteResult, err error) {
 	current, err := observe(ctx, k.Reader, in.Step)
 	if err != nil {
 		return remediation.ExecuteResult{}, err
@@ -229,9 +229,14 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 		return remediation.ExecuteResult{}, err
 	}
 	cred := &stepCredential{source: k.Writers, ref: in.StepRef}
-	res, err := k.execute(ctx, cred, in)
-	res.Lease = cred.release(ctx)
-	if err != nil {
+	defer func() {
+		// Deferred: a panic, which the SDK recovers from and fails the
+		// attempt with, must not leave the credential alive either.
+		if lease := cred.release(ctx); err == nil {
+			res.Lease = lease
+		}
+	}()
+	if res, err = k.execute(ctx, cred, in); err != nil {
 		return remediation.ExecuteResult{}, err
 	}
 	return res, nil
@@ -318,7 +323,7 @@ func sameObject(step remediation.Step, before, current remediation.Snapshot) err
 // Compensate sets the target back to its state before the step, with a
 // credential of its own (minted and revoked like Execute's). A target that
 // is gone needs no undo; a target replaced by a namesake is never touched.
-func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateInput) (remediation.CompensateResult, error) {
+func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateInput) (res remediation.CompensateResult, err error) {
 	if in.Step.Action.Irreversible() {
 		return remediation.CompensateResult{}, final(remediation.ErrInvalid, "%s is irreversible and has no compensation", in.Step.Action)
 	}
@@ -333,9 +338,13 @@ func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateIn
 		return remediation.CompensateResult{}, err
 	}
 	cred := &stepCredential{source: k.Writers, ref: in.StepRef}
-	res, err := k.compensate(ctx, cred, in, current)
-	res.Lease = cred.release(ctx)
-	if err != nil {
+	defer func() {
+		// Deferred, like Execute's.
+		if lease := cred.release(ctx); err == nil {
+			res.Lease = lease
+		}
+	}()
+	if res, err = k.compensate(ctx, cred, in, current); err != nil {
 		return remediation.CompensateResult{}, err
 	}
 	return res, nil

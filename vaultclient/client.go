@@ -57,8 +57,8 @@ type Options struct {
 	// Default: DefaultKubernetesJWTFile.
 	JWTFile string
 	// MaxRetries is how often the API client retries a request that failed
-	// with a 5xx or a connection error. Default: vaultapi's (2, or
-	// $VAULT_MAX_RETRIES); negative means none.
+	// with a 5xx or a connection error (never a WriteOnce). Default:
+	// vaultapi's (2, or $VAULT_MAX_RETRIES); negative means none.
 	MaxRetries int
 	// Timeout bounds each request. Default: 30 seconds.
 	Timeout time.Duration
@@ -74,9 +74,12 @@ type Client struct {
 	log  *slog.Logger
 
 	mu sync.Mutex
-	// auth is the last login's (or the token's own) auth info; nil when no
-	// valid token is known.
+	// auth is the last login's auth info and session the API client that
+	// sends its token (api itself carries none); both nil when no valid
+	// login is known. A session is never changed once published, so a
+	// request knows exactly which token it sent.
 	auth    *vaultapi.SecretAuth
+	session *vaultapi.Client
 	renewed chan struct{} // closed and replaced at each login
 }
 
@@ -102,6 +105,7 @@ func New(opts Options) (*Client, error) {
 	case opts.MaxRetries > 0:
 		cfg.MaxRetries = opts.MaxRetries
 	}
+	cfg.CheckRetry = checkRetry
 	api, err := vaultapi.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", cfg.Address, err)
@@ -165,54 +169,97 @@ func (c *Client) loginMethod() bool { return c.opts.Method != MethodToken }
 // Write sends a write (PUT) to path, logging in first when needed. When a
 // login-based client is refused with 403 (its token may have been lost: Vault
 // restarted, the token was revoked), it logs in again and tries once more.
+// The API client repeats a write that failed with a 5xx or a connection
+// error (Options.MaxRetries): use WriteOnce for a write that creates
+// something.
 func (c *Client) Write(ctx context.Context, path string, data map[string]any) (*vaultapi.Secret, error) {
-	return c.do(ctx, func() (*vaultapi.Secret, error) { return c.api.Logical().WriteWithContext(ctx, path, data) })
+	return c.do(ctx, func(api *vaultapi.Client) (*vaultapi.Secret, error) {
+		return api.Logical().WriteWithContext(ctx, path, data)
+	})
+}
+
+// WriteOnce sends a write like Write, except that the API client never
+// repeats it after a 5xx or a connection error: Vault may have done the
+// write before failing to answer, and a write that creates something (a
+// lease, a token) would then create it twice, the first one lost. The caller
+// decides whether to try again (an activity does, under Temporal's retry
+// policy). A 403 is still answered by logging in again and sending the write
+// once more: Vault refused it, so it did nothing. Logins are retried as
+// usual.
+func (c *Client) WriteOnce(ctx context.Context, path string, data map[string]any) (*vaultapi.Secret, error) {
+	once := context.WithValue(ctx, noRetryKey{}, true)
+	return c.do(ctx, func(api *vaultapi.Client) (*vaultapi.Secret, error) {
+		return api.Logical().WriteWithContext(once, path, data)
+	})
 }
 
 // Read sends a read (GET) to path, like Write.
 func (c *Client) Read(ctx context.Context, path string) (*vaultapi.Secret, error) {
-	return c.do(ctx, func() (*vaultapi.Secret, error) { return c.api.Logical().ReadWithContext(ctx, path) })
+	return c.do(ctx, func(api *vaultapi.Client) (*vaultapi.Secret, error) { return api.Logical().ReadWithContext(ctx, path) })
 }
 
 // List sends a LIST to path, like Write.
 func (c *Client) List(ctx context.Context, path string) (*vaultapi.Secret, error) {
-	return c.do(ctx, func() (*vaultapi.Secret, error) { return c.api.Logical().ListWithContext(ctx, path) })
+	return c.do(ctx, func(api *vaultapi.Client) (*vaultapi.Secret, error) { return api.Logical().ListWithContext(ctx, path) })
 }
 
-func (c *Client) do(ctx context.Context, call func() (*vaultapi.Secret, error)) (*vaultapi.Secret, error) {
-	if err := c.ensureLogin(ctx); err != nil {
+// noRetryKey marks the context of a request the API client must not repeat.
+type noRetryKey struct{}
+
+// checkRetry is vaultapi's retry policy, except that a request sent by
+// WriteOnce is never repeated.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, err := vaultapi.DefaultRetryPolicy(ctx, resp, err)
+	if ctx.Value(noRetryKey{}) != nil {
+		return false, err
+	}
+	return retry, err
+}
+
+func (c *Client) do(ctx context.Context, call func(*vaultapi.Client) (*vaultapi.Secret, error)) (*vaultapi.Secret, error) {
+	api, token, err := c.current(ctx)
+	if err != nil {
 		return nil, err
 	}
-	s, err := call()
+	s, err := call(api)
 	if err == nil || !c.loginMethod() || StatusCode(err) != http.StatusForbidden {
 		return s, err
 	}
-	c.forget()
-	if err := c.ensureLogin(ctx); err != nil {
+	// Refused: the token may be lost. Forget it (not a newer one another
+	// request has logged in for meanwhile) and try once more.
+	c.forget(token)
+	if api, _, err = c.current(ctx); err != nil {
 		return nil, err
 	}
-	return call()
+	return call(api)
 }
 
-// forget drops the current token so that the next request logs in.
-func (c *Client) forget() {
+// forget drops the login whose token is token, if it is still the current
+// one, so that the next request logs in again. A newer login, which another
+// request refused with the old token has already made, is kept.
+func (c *Client) forget(token string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.auth = nil
-	c.api.ClearToken()
+	if c.auth != nil && c.auth.ClientToken == token {
+		c.auth, c.session = nil, nil
+	}
 }
 
-// ensureLogin logs in when the client has no token.
-func (c *Client) ensureLogin(ctx context.Context) error {
+// current returns the API client to send a request with and the token it
+// sends ("" for MethodToken, whose token never changes), logging in first
+// when a login-based client has no token.
+func (c *Client) current(ctx context.Context) (*vaultapi.Client, string, error) {
 	if !c.loginMethod() {
-		return nil
+		return c.api, "", nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.auth != nil {
-		return nil
+	if c.auth == nil {
+		if err := c.loginLocked(ctx); err != nil {
+			return nil, "", err
+		}
 	}
-	return c.loginLocked(ctx)
+	return c.session, c.auth.ClientToken, nil
 }
 
 func (c *Client) loginLocked(ctx context.Context) error {
@@ -231,7 +278,8 @@ func (c *Client) loginLocked(ctx context.Context) error {
 		}
 		data = map[string]any{"role": c.opts.Role, "jwt": jwt}
 	}
-	// Log in with a clone that carries no token: a stale one must not be sent.
+	// Log in with a clone that carries no token (a stale one must not be
+	// sent); it becomes the session that sends the new token.
 	login, err := c.api.CloneWithHeaders()
 	if err != nil {
 		return fmt.Errorf("vault login: %w", err)
@@ -245,8 +293,8 @@ func (c *Client) loginLocked(ctx context.Context) error {
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
 		return fmt.Errorf("vault login (%s at %s): the response has no token", c.opts.Method, path)
 	}
-	c.api.SetToken(s.Auth.ClientToken)
-	c.auth = s.Auth
+	login.SetToken(s.Auth.ClientToken)
+	c.auth, c.session = s.Auth, login
 	close(c.renewed)
 	c.renewed = make(chan struct{})
 	c.log.Info("vault: logged in", "method", c.opts.Method, "mount", c.opts.Mount, "ttl", time.Duration(s.Auth.LeaseDuration)*time.Second, "renewable", s.Auth.Renewable)
@@ -294,12 +342,14 @@ func (c *Client) Run(ctx context.Context) error {
 // renewable returns the auth to watch, or nil when there is none to renew.
 func (c *Client) renewable(ctx context.Context) (*vaultapi.Secret, error) {
 	if c.loginMethod() {
-		if err := c.ensureLogin(ctx); err != nil {
-			return nil, err
-		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.auth == nil || !c.auth.Renewable {
+		if c.auth == nil {
+			if err := c.loginLocked(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if !c.auth.Renewable {
 			return nil, nil
 		}
 		return &vaultapi.Secret{Auth: c.auth}, nil
@@ -339,7 +389,7 @@ func (c *Client) watch(ctx context.Context, secret *vaultapi.Secret) {
 				c.log.Info("vault: own token reached its max TTL; logging in again")
 			}
 			if c.loginMethod() {
-				c.forget()
+				c.forget(secret.Auth.ClientToken)
 			}
 			return
 		case r := <-w.RenewCh():
