@@ -885,6 +885,16 @@ func TestNoSecretInHistory(t *testing.T) {
 			t.Errorf("decoded history lacks %q", want)
 		}
 	}
+	// Decrypted, the history holds the plan but no credential: the scan above
+	// could not have seen a token inside an encrypted payload.
+	for _, m := range minted {
+		if strings.Contains(text.String(), m.Token) {
+			t.Errorf("the token of lease %s is in the decoded history", m.LeaseID)
+		}
+		if !strings.Contains(text.String(), m.LeaseID) {
+			t.Errorf("the decoded history does not name lease %s, which its step used", m.LeaseID)
+		}
+	}
 	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: all[:1]})
 	if err != nil {
 		t.Fatal(err)
