@@ -269,14 +269,24 @@ func deskSetImage(ns, name, image string) remediation.Step {
 	return step(remediation.ActionSetImage, remediation.KindDeployment, ns, name, remediation.Params{Container: "app", Image: image})
 }
 
+// deskPlan makes Deployment name (n replicas of registry.example/<name>:v1)
+// in a new namespace, and returns that namespace and a production plan,
+// requested by alice, setting its image to :v2: a step the approvals test
+// bundle asks one co-signer of oncall-sre for.
+func deskPlan(t *testing.T, name string, n int32) (string, remediation.Plan) {
+	t.Helper()
+	ns := namespace(t)
+	deployment(t, ns, name, n, "registry.example/"+name+":v1")
+	p := plan("production", deskSetImage(ns, name, "registry.example/"+name+":v2"))
+	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "alice"}
+	return ns, p
+}
+
 // An approval through the gateway is signed, signalled, counted, and the
 // step runs.
 func TestGatewayApprovalRunsTheStep(t *testing.T) {
 	g := startDeskGateway(t)
-	ns := namespace(t)
-	deployment(t, ns, "checkout", 2, "registry.example/checkout:v1")
-	p := plan("production", deskSetImage(ns, "checkout", "registry.example/checkout:v2"))
-	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "alice"}
+	ns, p := deskPlan(t, "checkout", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run, st := g.w.startAwaiting(t, ctx, p, 0)
@@ -288,11 +298,7 @@ func TestGatewayApprovalRunsTheStep(t *testing.T) {
 	if code != http.StatusOK || ok != want {
 		t.Fatalf("approve: %d %+v %+v, want %+v", code, ok, prob, want)
 	}
-	st, err := workflows.Result(ctx, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantState(t, st, remediation.StateCompleted)
+	st = wantCompleted(t, ctx, run)
 	if img := specOf(getDeployment(t, ns, "checkout")).Images[0]; img != "registry.example/checkout:v2" {
 		t.Errorf("image %s after the approved step", img)
 	}
@@ -385,11 +391,7 @@ func TestGatewayQuorumNeedsTwoHumans(t *testing.T) {
 	}
 
 	g.wantSignalled(t, "carol-token", id, 0, remediation.VerdictApprove, "second pair of eyes")
-	st, err := workflows.Result(ctx, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantState(t, st, remediation.StateCompleted)
+	st = wantCompleted(t, ctx, run)
 	if img := specOf(getDeployment(t, ns, "pay")).Images[0]; img != "registry.example/pay:v2" {
 		t.Errorf("image %s after two approvals", img)
 	}
@@ -457,11 +459,7 @@ func TestGatewayEscalationGroupAfterEscalation(t *testing.T) {
 	if ok := g.wantSignalled(t, "erin-token", run.GetID(), 0, remediation.VerdictApprove, ""); ok.Group != "sre-leads" {
 		t.Errorf("erin counted in %q, want sre-leads", ok.Group)
 	}
-	st, err := workflows.Result(ctx, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantState(t, st, remediation.StateCompleted)
+	st := wantCompleted(t, ctx, run)
 	if a := st.Steps[0].Approvals; len(a) != 1 || !a[0].Counted || a[0].Group != "sre-leads" {
 		t.Errorf("approvals %+v", a)
 	}
@@ -549,10 +547,7 @@ func TestApprovalsAroundTheGatewayAreIgnored(t *testing.T) {
 // copied from its history into the new run, does not count.
 func TestApprovalOfAnEarlierRunIsIgnored(t *testing.T) {
 	g := startDeskGateway(t)
-	ns := namespace(t)
-	deployment(t, ns, "api", 1, "registry.example/api:v1")
-	p := plan("production", deskSetImage(ns, "api", "registry.example/api:v2"))
-	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "alice"}
+	_, p := deskPlan(t, "api", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -594,10 +589,7 @@ func TestApprovalOfAnEarlierRunIsIgnored(t *testing.T) {
 func TestCLIApproveThroughGateway(t *testing.T) {
 	g := startDeskGateway(t)
 	bin := buildReins(t)
-	ns := namespace(t)
-	deployment(t, ns, "checkout", 1, "registry.example/checkout:v1")
-	p := plan("production", deskSetImage(ns, "checkout", "registry.example/checkout:v2"))
-	p.Requester = remediation.Requester{Kind: remediation.RequesterHuman, Name: "alice"}
+	_, p := deskPlan(t, "checkout", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run, st := g.w.startAwaiting(t, ctx, p, 0)
@@ -630,11 +622,7 @@ func TestCLIApproveThroughGateway(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "approve of step 0 of "+id+" signalled as bob (group oncall-sre)") {
 		t.Fatalf("reins approve: exit %d\n%s", code, out)
 	}
-	st, err := workflows.Result(ctx, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantState(t, st, remediation.StateCompleted)
+	st = wantCompleted(t, ctx, run)
 	if a := st.Steps[0].Approvals; len(a) != 1 || !a[0].Counted || a[0].Approver.ID != "bob" || a[0].Comment != "approved from the CLI" {
 		t.Errorf("approvals %+v", a)
 	}

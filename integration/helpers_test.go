@@ -251,6 +251,17 @@ func waitFor(t testing.TB, what string, cond func() (bool, error)) {
 }
 
 // wantState fails unless st ended in state.
+// wantCompleted waits for run's end and fails the test unless it Completed.
+func wantCompleted(t *testing.T, ctx context.Context, run sdkclient.WorkflowRun) workflows.Status {
+	t.Helper()
+	st, err := workflows.Result(ctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, st, remediation.StateCompleted)
+	return st
+}
+
 func wantState(t *testing.T, st workflows.Status, state remediation.State) {
 	t.Helper()
 	if st.State != state {

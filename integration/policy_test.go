@@ -88,11 +88,7 @@ func TestCosignWithSignedApproval(t *testing.T) {
 	if err := workflows.Approve(ctx, stack.client, good.Sign("it", w.signer)); err != nil {
 		t.Fatal(err)
 	}
-	st, err = workflows.Result(ctx, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantState(t, st, remediation.StateCompleted)
+	st = wantCompleted(t, ctx, run)
 	if img := specOf(getDeployment(t, ns, "checkout")).Images[0]; img != "registry.example/checkout:v2" {
 		t.Errorf("image %s after the approved step", img)
 	}

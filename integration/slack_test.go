@@ -526,11 +526,7 @@ func TestSlackApprovals(t *testing.T) {
 		if r := d.hooks.reply(t, path); !strings.Contains(r, "sent as alice@example.com") {
 			t.Errorf("alice was told %q", r)
 		}
-		st, err := workflows.Result(ctx, run)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantState(t, st, remediation.StateCompleted)
+		wantCompleted(t, ctx, run)
 		wantWriteFirst(t, run.GetID())
 		if img := getDeployment(t, ns, "approve").Spec.Template.Spec.Containers[0].Image; img != "registry.example/app:2" {
 			t.Fatalf("image %s after approval", img)
@@ -552,11 +548,7 @@ func TestSlackApprovals(t *testing.T) {
 		// The first attempt's answer was lost; the retry, after its 1 s
 		// backoff, finds that message and keeps it: the updates go to it.
 		d.click(t, "U0ALICE", slackapp.ActionApprove, m)
-		st, err := workflows.Result(ctx, run)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantState(t, st, remediation.StateCompleted)
+		wantCompleted(t, ctx, run)
 		d.slack.updated(t, m, "the one message showing the step done", decided("done"))
 		d.slack.mu.Lock()
 		defer d.slack.mu.Unlock()
@@ -608,11 +600,7 @@ func TestSlackApprovals(t *testing.T) {
 			t.Fatalf("after the same approver twice: step %s, %d signals", st.Steps[1].State, slackSignals(t, id))
 		}
 		d.click(t, "U0BOB", slackapp.ActionApprove, m)
-		st, err := workflows.Result(ctx, run)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantState(t, st, remediation.StateCompleted)
+		wantCompleted(t, ctx, run)
 		d.slack.updated(t, m, "the message showing both approvals", decided("approved by"))
 	})
 

@@ -560,7 +560,6 @@ func TestVaultDownMidRemediation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run, st := w.startAwaiting(t, ctx, p, 1)
-	var err error
 	if st.Steps[0].State != remediation.StepDone {
 		t.Fatalf("step 0 %s before Vault stops, want done", st.Steps[0].State)
 	}
@@ -604,11 +603,7 @@ func TestVaultDownMidRemediation(t *testing.T) {
 
 	restartVault(t)
 	vaultUp = true
-	st, err = workflows.Result(ctx, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantState(t, st, remediation.StateCompleted)
+	st = wantCompleted(t, ctx, run)
 	if img := specOf(getDeployment(t, ns, "checkout")).Images[0]; img != "registry.example/checkout:v2" {
 		t.Errorf("image %s after Vault came back", img)
 	}
