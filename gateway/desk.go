@@ -174,6 +174,9 @@ const (
 	RefusedCounted RefusalKind = "already-counted"
 	// RefusedNotInGroup: the approver is in none of the groups that may co-sign.
 	RefusedNotInGroup RefusalKind = "not-in-group"
+	// RefusedNotApprover: the Slack user can approve nothing: deactivated,
+	// a bot or an app, unknown to Slack, or without an e-mail address.
+	RefusedNotApprover RefusalKind = "not-an-approver"
 )
 
 // DeskResult is what became of a vote.

@@ -291,7 +291,7 @@ func (s *Slack) handle(in slackapp.Interaction) {
 		_ = s.opts.Recorder.Record(context.WithoutCancel(ctx), AuditApprovalRefused, DeskAuditData{
 			Remediation: b.Remediation, Step: b.Step, StepDigest: b.Digest, Verdict: in.Verdict,
 			Approver: remediation.Approver{ID: in.UserID, Name: in.UserName, Source: slackapp.SourceSlack},
-			Kind:     RefusedNotInGroup, Reason: err.Error(),
+			Kind:     RefusedNotApprover, Reason: err.Error(),
 		})
 		s.reply(ctx, in, "Your "+what+" was not counted: "+sentence(err.Error()))
 		return
