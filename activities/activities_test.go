@@ -220,6 +220,19 @@ func TestStepCredentialReleasedOnEveryExit(t *testing.T) {
 				case !c.wantErr(err):
 					t.Errorf("got %v (%T)", err, err)
 				}
+				// A failure carries the revoked lease for the workflow's
+				// audit records, and keeps its type and message.
+				if c.name == "failure" {
+					var appErr *temporal.ApplicationError
+					var failed remediation.LeaseInfo
+					if !errors.As(err, &appErr) || !appErr.HasDetails() || appErr.Details(&failed) != nil ||
+						failed.LeaseID != "kubernetes/creds/reins-lab-nodes/l1" || !failed.Revoked {
+						t.Errorf("failure %v carries lease %+v, want the revoked lease", err, failed)
+					}
+					if !strings.Contains(err.Error(), "the step's credential may not do this") {
+						t.Errorf("failure message %q lost the cause", err)
+					}
+				}
 			})
 		}
 	}

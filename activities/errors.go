@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -34,6 +35,25 @@ func kubeError(op string, err error) error {
 // final returns a non-retryable error of the given type.
 func final(errType, format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), errType, nil)
+}
+
+// withLease returns err carrying lease as its details, so that the workflow
+// records the credential a failed step or undo minted. An application error
+// keeps its message, type, retryability and cause; any other error becomes a
+// retryable application error with its text, as Temporal would have made it.
+// A cancellation, or a failure without a lease, is returned as it is.
+func withLease(err error, lease *remediation.LeaseInfo) error {
+	if err == nil || lease == nil || lease.LeaseID == "" {
+		return err
+	}
+	if appErr, ok := err.(*temporal.ApplicationError); ok {
+		return temporal.NewApplicationErrorWithOptions(appErr.Message(), appErr.Type(), temporal.ApplicationErrorOptions{
+			NonRetryable: appErr.NonRetryable(), Cause: appErr.Unwrap(), Details: []any{*lease}})
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || temporal.IsCanceledError(err) {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions(err.Error(), "", temporal.ApplicationErrorOptions{Details: []any{*lease}})
 }
 
 // errUnsupported is returned for an action/kind pair validation should have refused.

@@ -234,6 +234,8 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 		// attempt with, must not leave the credential alive either.
 		if lease := cred.release(ctx); err == nil {
 			res.Lease = lease
+		} else {
+			err = withLease(err, lease)
 		}
 	}()
 	if res, err = k.execute(ctx, cred, in); err != nil {
@@ -342,6 +344,8 @@ func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateIn
 		// Deferred, like Execute's.
 		if lease := cred.release(ctx); err == nil {
 			res.Lease = lease
+		} else {
+			err = withLease(err, lease)
 		}
 	}()
 	if res, err = k.compensate(ctx, cred, in, current); err != nil {

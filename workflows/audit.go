@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -171,6 +172,25 @@ func (r *run) recordLease(ctx workflow.Context, i int, forWhat string, lease *re
 	} else {
 		r.record(ctx, remediation.AuditCredentialRevokeFailed, d)
 	}
+}
+
+// recordFailedLease is recordLease for an action or undo that failed with
+// err: the credential its last attempt used travels in err's details (an
+// activity attempt that minted one and failed). Earlier attempts' credentials
+// are in Vault's audit log only.
+func (r *run) recordFailedLease(ctx workflow.Context, i int, forWhat string, err error, between func()) {
+	var lease *remediation.LeaseInfo
+	if appErr, ok := errors.AsType[*temporal.ApplicationError](err); ok && appErr.HasDetails() {
+		var l remediation.LeaseInfo
+		if appErr.Details(&l) == nil && l.LeaseID != "" {
+			lease = &l
+		}
+	}
+	if lease == nil || workflow.GetVersion(ctx, failedLeaseChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		between()
+		return
+	}
+	r.recordLease(ctx, i, forWhat, lease, between)
 }
 
 // approvers lists who co-signed step i.

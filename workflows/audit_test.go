@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -183,4 +184,43 @@ func TestAuditUnrevokedLease(t *testing.T) {
 		remediation.AuditCredentialIssued, remediation.AuditActionApplied, remediation.AuditCredentialRevokeFailed,
 		remediation.AuditVerificationPassed, remediation.AuditEnded,
 	})
+}
+
+// A failed action and a failed undo whose attempt used a credential (its
+// lease in the error's details) record the credential around the failure.
+func TestAuditLeaseOfFailures(t *testing.T) {
+	f := newFakes()
+	lease := func(id string) remediation.LeaseInfo {
+		return remediation.LeaseInfo{LeaseID: "kubernetes/creds/reins-shop/" + id, Role: "reins-shop", Namespace: "shop", Revoked: true}
+	}
+	f.executeErr[1] = temporal.NewNonRetryableApplicationError("patch: forbidden", remediation.ErrForbidden, nil, lease("exec1"))
+	f.compensateErr[0] = temporal.NewNonRetryableApplicationError("patch: forbidden", remediation.ErrForbidden, nil, lease("undo0"))
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5))})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateNeedsHuman) {
+		t.Fatalf("state %s (%s) %s, want NeedsHuman", st.State, errType, st.Reason)
+	}
+	raws, types := f.audit(t)
+	equal(t, "record types", types, []string{
+		remediation.AuditStarted,
+		remediation.AuditPolicyDecided, remediation.AuditActionApplied, remediation.AuditVerificationPassed,
+		remediation.AuditPolicyDecided, remediation.AuditCredentialIssued, remediation.AuditActionFailed, remediation.AuditCredentialRevoked,
+		remediation.AuditCompensationApplied, // step 1's undo: nothing to undo, no credential
+		remediation.AuditCredentialIssued, remediation.AuditCompensationFailed, remediation.AuditCredentialRevoked,
+		remediation.AuditEnded,
+	})
+	var got []string
+	for _, raw := range raws {
+		rec, _ := remediation.ParseAuditRecord(raw)
+		if rec.Type != remediation.AuditCredentialIssued {
+			continue
+		}
+		var d remediation.AuditCredentialData
+		if err := json.Unmarshal(rec.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s %s", d.Step, d.For, d.LeaseID))
+	}
+	equal(t, "credentials", got, []string{"1 action kubernetes/creds/reins-shop/exec1", "0 compensation kubernetes/creds/reins-shop/undo0"})
 }

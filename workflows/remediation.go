@@ -232,7 +232,7 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		st.State = remediation.StepFailed
 		st.Error = errorMessage(err)
 		action.Error = st.Error
-		r.record(ctx, remediation.AuditActionFailed, action)
+		r.recordFailedLease(ctx, i, "action", err, func() { r.record(ctx, remediation.AuditActionFailed, action) })
 		return err
 	}
 	st.Changed = executed.Changed
@@ -263,6 +263,10 @@ const (
 	observeLocal = "observe-local"
 	writeFirst   = workflow.Version(2)
 )
+
+// failedLeaseChange: from its version 1, the credential a failed action or
+// undo used (its lease, in the error's details) is recorded too.
+const failedLeaseChange = "failed-step-lease"
 
 // lateApprovalsChange: from its version 1, the approvals that came after the
 // last co-signature wait are recorded when the remediation ends.
@@ -418,7 +422,7 @@ func (r *run) compensate(ctx workflow.Context) []int {
 			failed = append(failed, c.index)
 			workflow.GetLogger(dctx).Error("compensation failed", "remediation", r.status.ID, "step", c.index, "target", st.Target, "error", err)
 			undo.Error = errorMessage(err)
-			r.record(dctx, remediation.AuditCompensationFailed, undo)
+			r.recordFailedLease(dctx, c.index, "compensation", err, func() { r.record(dctx, remediation.AuditCompensationFailed, undo) })
 			continue
 		}
 		st.State = remediation.StepCompensated
