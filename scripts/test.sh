@@ -32,4 +32,4 @@ step "policy bundle tests (reins policy test)"
 go run ./cmd/reins policy test
 
 step "integration tests"
-go test -count=1 -tags integration -timeout 40m ./devstack/ ./integration/
+go test -count=1 -tags integration -timeout 40m ./devstack/ ./workflows/ ./integration/

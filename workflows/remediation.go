@@ -179,6 +179,11 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	st.State = remediation.StepEvaluating
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s", i+1, len(r.plan.Steps), st.Description))
 	decision := r.evaluate(ctx, i)
+	if ctx.Err() != nil && workflow.GetVersion(ctx, cancelledPolicyChange, workflow.DefaultVersion, 1) == 1 {
+		// Aborted or cancelled while the policy decided: the deny
+		// evaluate made of the cancelled call is no decision.
+		return ctx.Err()
+	}
 	st.Decision = &decision
 	r.record(ctx, remediation.AuditPolicyDecided, remediation.AuditDecisionData{AuditStep: r.stepRef(i), Decision: decision})
 	r.upsertRisk(ctx, decision.Risk)
@@ -202,7 +207,8 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	st.State = remediation.StepRunning
 	// From version writeFirst the bookkeeping the step caused so far waits
 	// until its write is scheduled (run.acting).
-	r.acting = workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, writeFirst) >= writeFirst
+	version := workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, writeWaitsCancel)
+	r.acting = version >= writeFirst
 	observed, err := r.observe(ctx, i, "observe "+st.Target)
 	if err != nil {
 		r.acting = false
@@ -226,7 +232,11 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		AuditStep: r.stepRef(i), Action: step.Action, Change: remediation.DescribeChange(step, observed.Snapshot),
 		Before: observed.Snapshot.Brief(), DryRun: r.plan.DryRun, Approvers: r.approvers(i),
 	}
-	write := workflow.ExecuteActivity(withActivity(ctx, writeOptions(r.actionSummary(i, observed.Snapshot))), remediation.ActivityExecute, in)
+	wopts := writeOptions(r.actionSummary(i, observed.Snapshot))
+	// From version writeWaitsCancel an abort waits for a write in flight to
+	// end, so that the undo runs after it, never before it lands.
+	wopts.WaitForCancellation = version >= writeWaitsCancel
+	write := workflow.ExecuteActivity(withActivity(ctx, wopts), remediation.ActivityExecute, in)
 	r.acting = false
 	if err := write.Get(ctx, &executed); err != nil {
 		st.State = remediation.StepFailed
@@ -256,13 +266,21 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 }
 
 // observeLocal is the change under which a target is read by a local
-// activity (version 1), and a step's write is scheduled before the audit
-// records and approver messages it caused (version writeFirst).
+// activity (version 1), a step's write is scheduled before the audit
+// records and approver messages it caused (version writeFirst), and an abort
+// waits for a write in flight to end before anything is undone (version
+// writeWaitsCancel).
 // Remediations whose history predates a version replay without it.
 const (
-	observeLocal = "observe-local"
-	writeFirst   = workflow.Version(2)
+	observeLocal     = "observe-local"
+	writeFirst       = workflow.Version(2)
+	writeWaitsCancel = workflow.Version(3)
 )
+
+// cancelledPolicyChange: from its version 1, an abort or cancellation while
+// a step's policy is evaluated ends the remediation Aborted, not Denied by a
+// decision nobody made.
+const cancelledPolicyChange = "cancelled-policy"
 
 // failedLeaseChange: from its version 1, the credential a failed action or
 // undo used (its lease, in the error's details) is recorded too.
@@ -281,7 +299,7 @@ const lateApprovalsChange = "late-approvals"
 func (r *run) observe(ctx workflow.Context, i int, summary string) (remediation.ObserveResult, error) {
 	in := remediation.ObserveInput{Step: r.plan.Steps[i]}
 	var observed remediation.ObserveResult
-	if workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, writeFirst) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, observeLocal, workflow.DefaultVersion, writeWaitsCancel) == workflow.DefaultVersion {
 		err := workflow.ExecuteActivity(withActivity(ctx, readOptions(summary)), remediation.ActivityObserve, in).Get(ctx, &observed)
 		return observed, err
 	}
@@ -373,11 +391,14 @@ func (r *run) fail(ctx workflow.Context, i int, err error) (Status, error) {
 		if r.abort.Reason != "" {
 			reason += ": " + r.abort.Reason
 		}
-		if st := &r.status.Steps[i]; st.State != remediation.StepDone {
-			st.State, st.Error = remediation.StepSkipped, reason
-		}
 	case temporal.IsCanceledError(err) || ctx.Err() != nil:
 		state, reason = remediation.StateAborted, "workflow cancelled"
+	}
+	// The step the abort or cancellation stopped (awaiting co-signers,
+	// running, verifying) did not happen; its undo below still runs if it
+	// began to act.
+	if st := &r.status.Steps[i]; state == remediation.StateAborted && st.State != remediation.StepDone {
+		st.State, st.Error = remediation.StepSkipped, reason
 	}
 	r.status.Reason = reason
 	if failed := r.compensate(ctx); len(failed) > 0 {

@@ -38,6 +38,9 @@ type fakes struct {
 	// posts and updates are the approval messages asked for, in order.
 	posts   []remediation.ApprovalRequest
 	updates []remediation.UpdateApprovalInput
+	// duringPolicy and duringWrite run inside Evaluate and Execute of a
+	// step, before they answer (Execute records "wrote i" after it).
+	duringPolicy, duringWrite map[int]func()
 }
 
 func newFakes() *fakes {
@@ -59,6 +62,9 @@ func (f *fakes) record(format string, args ...any) {
 
 func (f *fakes) Evaluate(_ context.Context, in remediation.PolicyInput) (remediation.PolicyResult, error) {
 	f.record("policy %d", in.Index)
+	if during := f.duringPolicy[in.Index]; during != nil {
+		during()
+	}
 	if f.policyErr != nil {
 		return remediation.PolicyResult{}, f.policyErr
 	}
@@ -76,6 +82,10 @@ func (f *fakes) Observe(_ context.Context, in remediation.ObserveInput) (remedia
 
 func (f *fakes) Execute(_ context.Context, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
 	f.record("execute %d", in.Index)
+	if during := f.duringWrite[in.Index]; during != nil {
+		during()
+		f.record("wrote %d", in.Index)
+	}
 	if err := f.executeErr[in.Index]; err != nil {
 		return remediation.ExecuteResult{}, err
 	}
@@ -189,18 +199,27 @@ func newEnv(t *testing.T, f *fakes) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(Remediation, workflow.RegisterOptions{Name: RemediationWorkflowName})
-	reg := func(fn any, name string) { env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
-	reg(f.Evaluate, remediation.ActivityEvaluatePolicy)
-	reg(f.Observe, remediation.ActivityObserve)
-	reg(f.Execute, remediation.ActivityExecute)
-	reg(f.Verify, remediation.ActivityVerify)
-	reg(f.Compensate, remediation.ActivityCompensate)
-	reg(f.Check, remediation.ActivityCheckApproval)
-	reg(f.Record, remediation.ActivityRecordAudit)
-	reg(f.NotifyApprovers, remediation.ActivityNotifyApprovers)
-	reg(f.UpdateApprovalMessage, remediation.ActivityUpdateApprovalMessage)
+	f.register(env.RegisterActivityWithOptions)
 	env.SetTestTimeout(30 * time.Second)
 	return env
+}
+
+// register registers f's activities, by their names, with reg (a test
+// environment's or a worker's RegisterActivityWithOptions).
+func (f *fakes) register(reg func(fn any, opts activity.RegisterOptions)) {
+	for name, fn := range map[string]any{
+		remediation.ActivityEvaluatePolicy:        f.Evaluate,
+		remediation.ActivityObserve:               f.Observe,
+		remediation.ActivityExecute:               f.Execute,
+		remediation.ActivityVerify:                f.Verify,
+		remediation.ActivityCompensate:            f.Compensate,
+		remediation.ActivityCheckApproval:         f.Check,
+		remediation.ActivityRecordAudit:           f.Record,
+		remediation.ActivityNotifyApprovers:       f.NotifyApprovers,
+		remediation.ActivityUpdateApprovalMessage: f.UpdateApprovalMessage,
+	} {
+		reg(fn, activity.RegisterOptions{Name: name})
+	}
 }
 
 func scaleStep(name string, replicas int32) remediation.Step {
@@ -322,6 +341,39 @@ func TestAbortMidPlan(t *testing.T) {
 	}
 }
 
+// An abort or a cancellation while a step's policy is evaluated ends the
+// remediation Aborted: the cancelled call is no decision, and no denial is
+// recorded against the requester.
+func TestAbortDuringPolicyIsNoDenial(t *testing.T) {
+	for _, cancel := range []bool{false, true} {
+		t.Run(map[bool]string{false: "abort", true: "cancel"}[cancel], func(t *testing.T) {
+			f := newFakes()
+			env := newEnv(t, f)
+			f.duringPolicy = map[int]func(){1: func() {
+				if cancel {
+					env.CancelWorkflow()
+				} else {
+					env.SignalWorkflow(SignalAbort, AbortSignal{Reason: "wrong incident", By: "alice"})
+				}
+				time.Sleep(300 * time.Millisecond)
+			}}
+			env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4), scaleStep("b", 5))})
+			st, errType := result(t, env)
+			if st.State != remediation.StateAborted || errType == string(remediation.StateDenied) {
+				t.Fatalf("state %s (%s) %s, want Aborted", st.State, errType, st.Reason)
+			}
+			if st.Steps[1].Decision != nil {
+				t.Errorf("step 1 has the decision %+v, which nobody made", *st.Steps[1].Decision)
+			}
+			_, types := f.audit(t)
+			if n := strings.Count(strings.Join(types, " "), remediation.AuditPolicyDecided); n != 1 {
+				t.Errorf("%d policy decisions recorded, want step 0's only: %v", n, types)
+			}
+			equal(t, "compensations", f.compensations(), []string{"compensate 0"})
+		})
+	}
+}
+
 func TestCancelCompensatesOnDisconnectedContext(t *testing.T) {
 	f := newFakes()
 	env := newEnv(t, f)
@@ -333,6 +385,10 @@ func TestCancelCompensatesOnDisconnectedContext(t *testing.T) {
 		t.Fatalf("state %s (%s), want Aborted and cancelled", st.State, errType)
 	}
 	equal(t, "compensations", f.compensations(), []string{"compensate 0"})
+	// The step that was awaiting its co-signer ends skipped, as on an abort.
+	if s := st.Steps[1]; s.State != remediation.StepSkipped || s.Error != "workflow cancelled" {
+		t.Errorf("step 1 ended %s (%q), want skipped by the cancellation", s.State, s.Error)
+	}
 }
 
 func TestCompensationFailureNeedsHuman(t *testing.T) {
