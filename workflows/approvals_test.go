@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/reins-dev/reins/remediation"
@@ -318,5 +319,33 @@ func TestIncidentResolvedIsRecorded(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no %s record in %v", remediation.AuditIncidentResolved, types)
+	}
+}
+
+// A co-signed step that a later failure rolls back: its message, which
+// said "done", ends saying the step was undone.
+func TestRolledBackStepUpdatesItsMessage(t *testing.T) {
+	f := newFakes()
+	plan := cosignPlan(f, 1)
+	plan.Steps = append(plan.Steps, scaleStep("c", 6))
+	f.executeErr[2] = temporal.NewNonRetryableApplicationError("patch: invalid", remediation.ErrInvalid, nil)
+	s := newSigner(t, f, plan)
+	env := newEnv(t, f)
+	signalAt(env, time.Minute, s.signed(1, "bob", "oncall", remediation.VerdictApprove))
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: plan})
+	st, errType := result(t, env)
+	if errType != string(remediation.StateRolledBack) {
+		t.Fatalf("state %s (%s) %s, want RolledBack", st.State, errType, st.Reason)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var outcomes []string
+	for _, u := range f.updates {
+		outcomes = append(outcomes, u.Outcome)
+	}
+	last := f.updates[len(f.updates)-1]
+	if !last.Decided || last.Request.Index != 1 || len(last.Messages) != 1 ||
+		last.Outcome != "approved by bob; the remediation was rolled back and this step undone: scale shop/deployment/b back to 3" {
+		t.Fatalf("updates' outcomes %q, want the last to say step 1 was undone", outcomes)
 	}
 }

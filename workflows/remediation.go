@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strconv"
@@ -96,6 +97,9 @@ type run struct {
 	audit *auditor
 	// msgs posts and updates the approvers' messages.
 	msgs *messenger
+	// asked holds the co-signature request of each co-signed step, whose
+	// message says so when the step is undone.
+	asked map[int]remediation.ApprovalRequest
 	// acting is set while a step reads its target and schedules its write:
 	// the audit records and approver messages wait, so that the write's
 	// task is the first one dispatched.
@@ -115,6 +119,7 @@ func newRun(ctx workflow.Context, in RemediationInput) *run {
 		opts:      in.Options.withDefaults(),
 		approvals: workflow.GetSignalChannel(ctx, SignalApproval),
 		audit:     newAuditor(ctx),
+		asked:     map[int]remediation.ApprovalRequest{},
 		status: Status{
 			ID:          exec.ID,
 			RunID:       exec.RunID,
@@ -197,6 +202,7 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 			return err
 		}
 		// The approvers' message ends with what became of the step.
+		r.asked[i] = req
 		defer func() { r.updateApprovers(i, req, true, r.stepOutcome(i)) }()
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("step %d of %d: %s — approved by %s", i+1, len(r.plan.Steps), st.Description, joinNames(r.approvers(i))))
 	default:
@@ -276,6 +282,10 @@ const (
 	writeFirst       = workflow.Version(2)
 	writeWaitsCancel = workflow.Version(3)
 )
+
+// rollbackMessagesChange: from its version 1, the approvers' message of a
+// co-signed step says when the step is undone.
+const rollbackMessagesChange = "rollback-messages"
 
 // cancelledPolicyChange: from its version 1, an abort or cancellation while
 // a step's policy is evaluated ends the remediation Aborted, not Denied by a
@@ -376,6 +386,17 @@ func (r *run) evaluate(ctx workflow.Context, i int) remediation.Decision {
 	return res.Decision
 }
 
+// tellApproversUndone updates the message of co-signed step i, once the
+// remediation is rolled back, with what became of the step: what approvers
+// saw last ("done") is no longer true.
+func (r *run) tellApproversUndone(ctx workflow.Context, i int, what string) {
+	req, ok := r.asked[i]
+	if !ok || workflow.GetVersion(ctx, rollbackMessagesChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	r.updateApprovers(i, req, true, "approved by "+joinNames(r.approvers(i))+"; the remediation was rolled back and this step "+what)
+}
+
 // fail compensates after step i ended the loop with err, and ends the workflow.
 func (r *run) fail(ctx workflow.Context, i int, err error) (Status, error) {
 	state, reason := remediation.StateRolledBack, fmt.Sprintf("step %d (%s) failed: %s", i, r.status.Steps[i].Description, errorMessage(err))
@@ -444,11 +465,13 @@ func (r *run) compensate(ctx workflow.Context) []int {
 			workflow.GetLogger(dctx).Error("compensation failed", "remediation", r.status.ID, "step", c.index, "target", st.Target, "error", err)
 			undo.Error = errorMessage(err)
 			r.recordFailedLease(dctx, c.index, "compensation", err, func() { r.record(dctx, remediation.AuditCompensationFailed, undo) })
+			r.tellApproversUndone(dctx, c.index, "its undo FAILED ("+undo.Error+"): a human must finish the rollback")
 			continue
 		}
 		st.State = remediation.StepCompensated
 		undo.Changed, undo.Summary = res.Changed, res.Summary
 		r.recordLease(dctx, c.index, "compensation", res.Lease, func() { r.record(dctx, remediation.AuditCompensationApplied, undo) })
+		r.tellApproversUndone(dctx, c.index, "undone: "+cmp.Or(res.Summary, st.Compensation))
 	}
 	for i := range r.status.Steps {
 		if st := &r.status.Steps[i]; st.Irreversible && st.State == remediation.StepDone {
