@@ -323,6 +323,36 @@ func TestWebhookSendsIdempotencyKey(t *testing.T) {
 	}
 }
 
+// A redirect is never followed: after a 302 the POST would become a GET
+// without the record, and the final 200 would pass for a stored record.
+func TestWebhookRedirectIsAnError(t *testing.T) {
+	raws, recs := chain(t, "rem", "run", 0)
+	var gets int
+	var mu sync.Mutex
+	final := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		gets++
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer final.Close()
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
+		srv := httptest.NewServer(http.RedirectHandler(final.URL+"/login", code))
+		w, err := NewWebhook(WebhookOptions{URL: srv.URL, Token: "s3cret", Client: &http.Client{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		present, err := w.Store(context.Background(), recs[0], raws[0])
+		srv.Close()
+		if err == nil || present || !strings.Contains(err.Error(), "redirects are not followed") || !strings.Contains(err.Error(), "/login") {
+			t.Errorf("%d: stored %t, %v; want an error naming the redirect", code, present, err)
+		}
+	}
+	if gets != 0 {
+		t.Errorf("the redirect was followed %d times", gets)
+	}
+}
+
 func TestSubjectTokenIsInjective(t *testing.T) {
 	ids := []string{"a.b", "a_b", "a_2Eb", "a/b", "a:b", "A-b", "reins-alertmanager-4f1c2a"}
 	seen := map[string]string{}

@@ -41,10 +41,15 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	c := opts.Client
-	if c == nil {
-		c = &http.Client{Timeout: opts.Timeout}
+	c := &http.Client{Timeout: opts.Timeout}
+	if opts.Client != nil {
+		cc := *opts.Client
+		c = &cc
 	}
+	// A redirect is an error, never followed: a 302 or 303 would turn the
+	// POST into a GET without the record, and its 200 would pass for a
+	// stored record; a 307 would carry the token to another address.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Webhook{url: opts.URL, token: opts.Token, client: c}, nil
 }
 
@@ -78,6 +83,9 @@ func (w *Webhook) Store(ctx context.Context, rec remediation.AuditRecord, raw []
 		return false, nil
 	case resp.StatusCode == http.StatusConflict:
 		return true, nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return false, fmt.Errorf("audit webhook: POST %s: %s to %q: redirects are not followed; set audit.webhook.url to the final address",
+			rec.Label(), resp.Status, resp.Header.Get("Location"))
 	}
 	return false, fmt.Errorf("audit webhook: POST %s: %s: %s", rec.Label(), resp.Status, bytes.TrimSpace(body))
 }

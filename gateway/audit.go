@@ -59,7 +59,27 @@ type Recorder struct {
 	mu   sync.Mutex
 	seq  int64
 	prev string
+	// backlog holds, per sink, the records it failed to store, oldest
+	// first, and backlogBytes their size: they are stored again, in order,
+	// before that sink's next record, so that a sink that was down gets the
+	// whole chain once it is back.
+	backlog      [][]pendingRecord
+	backlogBytes []int
 }
+
+// pendingRecord is a record a sink has yet to store.
+type pendingRecord struct {
+	rec remediation.AuditRecord
+	enc []byte
+}
+
+// Bounds of the recorder: how long one Record may spend storing, and how
+// much a sink that is down may hold back before the oldest records are
+// dropped (each drop is logged: the chain in that sink then has a gap).
+const (
+	recordTimeout   = 15 * time.Second
+	maxBacklogBytes = 64 << 20
+)
 
 // RecorderSubject is the subject of the gateway's audit records.
 const RecorderSubject = "gateway"
@@ -76,7 +96,8 @@ func NewRecorder(sinks []AuditSink, namespace string, log *slog.Logger) (*Record
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Recorder{sinks: sinks, source: remediation.AuditSource(namespace), runID: "gateway-" + hex.EncodeToString(id[:]), log: log}, nil
+	return &Recorder{sinks: sinks, source: remediation.AuditSource(namespace), runID: "gateway-" + hex.EncodeToString(id[:]), log: log,
+		backlog: make([][]pendingRecord, len(sinks)), backlogBytes: make([]int, len(sinks))}, nil
 }
 
 // RunID is this process's chain.
@@ -84,8 +105,10 @@ func (r *Recorder) RunID() string { return r.runID }
 
 // Record appends a record of typ with data (a struct without maps) to the
 // chain and stores it in every sink. A sink that fails is logged and
-// reported; the record stays in the chain (the sinks that stored it keep it
-// verifiable), so callers decide whether a failed record stops them.
+// reported, and keeps the record (with any it failed before) to store again,
+// in order, before its next one; callers decide whether a failed record
+// stops them. The stores do not end with ctx (a client that goes away must
+// not cut a sink's chain); they are bounded by recordTimeout.
 func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
 	raw, err := remediation.AuditData(data)
 	if err != nil {
@@ -99,9 +122,11 @@ func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
 	}
 	r.seq, r.prev = rec.Seq, rec.ID
 	// Stored under the lock so that every sink sees the chain in order.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	var errs []error
-	for _, s := range r.sinks {
-		if _, err := s.Store(ctx, rec, enc); err != nil {
+	for i, s := range r.sinks {
+		if err := r.storeIn(sctx, i, pendingRecord{rec, enc}); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
 	}
@@ -111,6 +136,35 @@ func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
 		return fmt.Errorf("gateway audit %s #%d: %w", typ, rec.Seq, err)
 	}
 	return nil
+}
+
+// storeIn stores sink i's backlog, then p, in order, stopping at the first
+// failure; what is left stays in the backlog, whose oldest records are
+// dropped beyond maxBacklogBytes. r.mu is held.
+func (r *Recorder) storeIn(ctx context.Context, i int, p pendingRecord) error {
+	r.backlog[i] = append(r.backlog[i], p)
+	r.backlogBytes[i] += len(p.enc)
+	stored := 0
+	var err error
+	for _, q := range r.backlog[i] {
+		if _, err = r.sinks[i].Store(ctx, q.rec, q.enc); err != nil {
+			break
+		}
+		r.backlogBytes[i] -= len(q.enc)
+		stored++
+	}
+	r.backlog[i] = r.backlog[i][stored:]
+	for len(r.backlog[i]) > 1 && r.backlogBytes[i] > maxBacklogBytes {
+		lost := r.backlog[i][0]
+		r.backlog[i] = r.backlog[i][1:]
+		r.backlogBytes[i] -= len(lost.enc)
+		r.log.Error("gateway audit record dropped: its sink has been failing and holds too much back", "sink", r.sinks[i].Name(),
+			"type", lost.rec.Type, "seq", lost.rec.Seq, "id", lost.rec.ID)
+	}
+	if err != nil && len(r.backlog[i]) > 1 {
+		err = fmt.Errorf("%w (%d records held back for this sink)", err, len(r.backlog[i]))
+	}
+	return err
 }
 
 // RefusalBudget bounds the audit records that requests nobody authenticated

@@ -2,10 +2,15 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/reins-dev/reins/audit"
 	"github.com/reins-dev/reins/remediation"
 )
 
@@ -51,5 +56,68 @@ func TestRefusalBudget(t *testing.T) {
 	}
 	if ok, n := b.take(at.Add(400 * time.Millisecond)); !ok || n != 0 {
 		t.Fatalf("after 400ms: %v, %d left out; want true, 0 (already reported)", ok, n)
+	}
+}
+
+// downSink fails every Store while down, keeping nothing, and records the
+// raw records it stored and whether a Store came with an ended context.
+type downSink struct {
+	mu     sync.Mutex
+	down   bool
+	raws   [][]byte
+	ctxErr error
+}
+
+func (s *downSink) Name() string { return "flaky" }
+
+func (s *downSink) Store(ctx context.Context, _ remediation.AuditRecord, raw []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		s.ctxErr = err
+	}
+	if s.down {
+		return false, errors.New("connection refused")
+	}
+	s.raws = append(s.raws, raw)
+	return false, nil
+}
+
+// A sink that was down gets every record it missed, in order, once it is
+// back: its copy of the chain verifies whole. A caller's ended context does
+// not cut the stores short.
+func TestRecorderKeepsTheChainWhileASinkIsDown(t *testing.T) {
+	good, flaky := &memorySink{}, &downSink{down: true}
+	r, err := NewRecorder([]AuditSink{good, flaky}, "default", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel() // the client went away
+	for i := range 3 {
+		err := r.Record(gone, AuditEventUnmatched, struct{ N int }{i})
+		if err == nil || !strings.Contains(err.Error(), "flaky: connection refused") {
+			t.Fatalf("record %d with a sink down: %v", i, err)
+		}
+		if i > 0 && !strings.Contains(err.Error(), fmt.Sprintf("(%d records held back for this sink)", i+1)) {
+			t.Errorf("record %d: %v, want the backlog counted", i, err)
+		}
+	}
+	if len(good.recs) != 3 || len(flaky.raws) != 0 {
+		t.Fatalf("good sink %d records, flaky %d; want 3 and 0", len(good.recs), len(flaky.raws))
+	}
+	flaky.down = false
+	if err := r.Record(gone, AuditEventUnmatched, struct{ N int }{3}); err != nil {
+		t.Fatalf("record with the sink back: %v", err)
+	}
+	if flaky.ctxErr != nil {
+		t.Errorf("a store came with the caller's ended context: %v", flaky.ctxErr)
+	}
+	rep := audit.Verify(RecorderSubject, r.RunID(), flaky.raws, true)
+	if !rep.OK() || rep.Records != 4 {
+		t.Fatalf("the sink that was down holds %d records: %s", len(flaky.raws), rep)
+	}
+	if n := len(r.backlog[1]); n != 0 {
+		t.Errorf("%d records still held back", n)
 	}
 }
