@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,11 +64,14 @@ const sessionCookie = "reins_codec_session"
 
 // Server is the gateway's handler.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	codec   http.Handler
-	session string // the cookie value a valid session carries
-	mux     *http.ServeMux
+	opts  Options
+	log   *slog.Logger
+	codec http.Handler
+	// sessionKey signs session cookies: HMAC-SHA256 keyed by the token, so
+	// rotating the token ends every session.
+	sessionKey []byte
+	now        func() time.Time
+	mux        *http.ServeMux
 }
 
 // New builds the gateway's handler.
@@ -85,14 +89,13 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	mac := hmac.New(sha256.New, []byte(opts.Token))
-	mac.Write([]byte("reins codec session v1"))
 	s := &Server{
-		opts:    opts,
-		log:     log,
-		codec:   converter.NewPayloadCodecHTTPHandler(opts.Codec),
-		session: hex.EncodeToString(mac.Sum(nil)),
-		mux:     http.NewServeMux(),
+		opts:       opts,
+		log:        log,
+		codec:      converter.NewPayloadCodecHTTPHandler(opts.Codec),
+		sessionKey: []byte(opts.Token),
+		now:        time.Now,
+		mux:        http.NewServeMux(),
 	}
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -152,9 +155,37 @@ func (s *Server) authorized(r *http.Request) bool {
 		return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) == 1
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
-		return subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.session)) == 1
+		return s.validSession(c.Value)
 	}
 	return false
+}
+
+// sessionTTL is how long a browser session lasts: the cookie says when it
+// ends, under the token's HMAC, so the server enforces it.
+const sessionTTL = 12 * time.Hour
+
+// newSession is the cookie value of a session that ends at end:
+// "<unix end>.<hex HMAC of it>".
+func (s *Server) newSession(end time.Time) string {
+	exp := strconv.FormatInt(end.Unix(), 10)
+	return exp + "." + s.sessionMAC(exp)
+}
+
+func (s *Server) sessionMAC(exp string) string {
+	mac := hmac.New(sha256.New, s.sessionKey)
+	mac.Write([]byte("reins codec session v2\x00" + exp))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// validSession reports whether v is a session this gateway's token signed
+// that has not ended.
+func (s *Server) validSession(v string) bool {
+	exp, sum, ok := strings.Cut(v, ".")
+	if !ok || subtle.ConstantTimeCompare([]byte(sum), []byte(s.sessionMAC(exp))) != 1 {
+		return false
+	}
+	end, err := strconv.ParseInt(exp, 10, 64)
+	return err == nil && s.now().Unix() < end
 }
 
 const loginPage = `<!doctype html><meta charset="utf-8"><title>reins codec</title>
@@ -184,9 +215,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.SetCookie(w, &http.Cookie{
-			Name: sessionCookie, Value: s.session, Path: "/codec",
+			Name: sessionCookie, Value: s.newSession(s.now().Add(sessionTTL)), Path: "/codec",
 			HttpOnly: true, Secure: s.opts.SecureCookie, SameSite: http.SameSiteLaxMode,
-			MaxAge: int((12 * time.Hour).Seconds()),
+			MaxAge: int(sessionTTL.Seconds()),
 		})
 		fmt.Fprintf(w, loginPage, "Logged in: the Temporal UI can decode payloads in this browser.")
 	default:

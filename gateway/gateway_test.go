@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
@@ -115,7 +117,9 @@ func TestCodecEndpoints(t *testing.T) {
 }
 
 func TestCORSAndBrowserSession(t *testing.T) {
-	srv, _ := server(t)
+	gw, _ := newServer(t, "http://localhost:8233")
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
 	preflight := func(origin string) *http.Response {
 		req, _ := http.NewRequest(http.MethodOptions, srv.URL+"/codec/decode", nil)
 		req.Header.Set("Origin", origin)
@@ -158,6 +162,22 @@ func TestCORSAndBrowserSession(t *testing.T) {
 	forged.Value = strings.Repeat("0", len(cookie.Value))
 	if resp, _ := post(t, srv, "/codec/encode", plain.Payloads, http.Header{}, &forged); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("encode with a forged cookie: %s", resp.Status)
+	}
+	// The session carries its end under the token's HMAC: moving the end
+	// breaks it, and the server refuses it once it has passed.
+	exp, sum, _ := strings.Cut(cookie.Value, ".")
+	end, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || time.Until(time.Unix(end, 0)) > 12*time.Hour || time.Until(time.Unix(end, 0)) < 11*time.Hour {
+		t.Fatalf("session %q: want one ending in 12 hours", cookie.Value)
+	}
+	extended := *cookie
+	extended.Value = strconv.FormatInt(end+86400, 10) + "." + sum
+	if resp, _ := post(t, srv, "/codec/encode", plain.Payloads, http.Header{}, &extended); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("encode with a session whose end was moved: %s", resp.Status)
+	}
+	gw.now = func() time.Time { return time.Unix(end, 0) }
+	if resp, _ := post(t, srv, "/codec/encode", plain.Payloads, http.Header{}, cookie); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("encode with an ended session: %s", resp.Status)
 	}
 }
 
