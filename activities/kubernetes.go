@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -109,10 +110,12 @@ func observe(ctx context.Context, c kubernetes.Interface, step remediation.Step)
 		var p *corev1.Pod
 		if p, err = c.CoreV1().Pods(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{}); err == nil {
 			snap = podSnapshot(p)
-			_, npErr := c.NetworkingV1().NetworkPolicies(t.Namespace).Get(ctx, quarantinePolicyName(t.Name), metav1.GetOptions{})
+			// A policy of the pod's name that isolates another pod (the
+			// earlier namesake it was made for) does not quarantine this one.
+			np, npErr := c.NetworkingV1().NetworkPolicies(t.Namespace).Get(ctx, quarantinePolicyName(t.Name), metav1.GetOptions{})
 			switch {
 			case npErr == nil:
-				snap.QuarantinePolicy = true
+				snap.QuarantinePolicy = isolates(np, string(p.UID))
 			case !apierrors.IsNotFound(npErr):
 				err = npErr
 			}
@@ -222,11 +225,20 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 		return remediation.ExecuteResult{}, err
 	}
 	if err := sameObject(in.Step, in.Before, current); err != nil {
-		// The pod is already gone: a retried delete did its work.
-		if in.Step.Action == remediation.ActionDeletePod && !current.Exists {
-			return remediation.ExecuteResult{Changed: true, After: current}, nil
+		// The pod is gone, or its controller (a StatefulSet) has already
+		// replaced it with a namesake: a retried delete did its work.
+		if in.Step.Action == remediation.ActionDeletePod {
+			activity.GetLogger(ctx).Info("pod already deleted", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "uid", in.Before.UID, "namesake_uid", current.UID)
+			return remediation.ExecuteResult{Changed: true, After: remediation.Snapshot{}}, nil
 		}
 		return remediation.ExecuteResult{}, err
+	}
+	// An abort requested while this attempt was starting reaches it through a
+	// heartbeat's response, which cancels ctx: ask once more before the
+	// first write, so that such an abort stops the write from starting.
+	activity.RecordHeartbeat(ctx)
+	if err := ctx.Err(); err != nil {
+		return remediation.ExecuteResult{}, fmt.Errorf("%s not started: %w", in.Step.Describe(), err)
 	}
 	cred := &stepCredential{source: k.Writers, ref: in.StepRef}
 	defer func() {
@@ -245,7 +257,7 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 }
 
 func (k *Kubernetes) execute(ctx context.Context, cred *stepCredential, in remediation.ExecuteInput) (remediation.ExecuteResult, error) {
-	w := writer{cred: cred, ref: in.StepRef, dryRun: in.DryRun}
+	w := k.writer(ctx, cred, in.StepRef)
 	after, changed, err := w.apply(ctx, in.Before, in.At)
 	if err != nil {
 		return remediation.ExecuteResult{}, err
@@ -324,7 +336,8 @@ func sameObject(step remediation.Step, before, current remediation.Snapshot) err
 
 // Compensate sets the target back to its state before the step, with a
 // credential of its own (minted and revoked like Execute's). A target that
-// is gone needs no undo; a target replaced by a namesake is never touched.
+// is gone needs no undo, and neither does one replaced by a namesake: the
+// object the step acted on is gone, and the namesake is never touched.
 func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateInput) (res remediation.CompensateResult, err error) {
 	if in.Step.Action.Irreversible() {
 		return remediation.CompensateResult{}, final(remediation.ErrInvalid, "%s is irreversible and has no compensation", in.Step.Action)
@@ -336,8 +349,9 @@ func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateIn
 	if !current.Exists {
 		return remediation.CompensateResult{Summary: in.Step.Target.String() + " is gone; nothing to undo"}, nil
 	}
-	if err := sameObject(in.Step, in.Before, current); err != nil {
-		return remediation.CompensateResult{}, err
+	if in.Before.UID != "" && current.UID != in.Before.UID {
+		activity.GetLogger(ctx).Info("target replaced, nothing to undo", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "uid", in.Before.UID, "namesake_uid", current.UID)
+		return remediation.CompensateResult{Summary: fmt.Sprintf("%s (uid %s) is gone, replaced by a namesake (uid %s); nothing to undo, the namesake is left as it is", in.Step.Target, in.Before.UID, current.UID)}, nil
 	}
 	cred := &stepCredential{source: k.Writers, ref: in.StepRef}
 	defer func() {
@@ -355,7 +369,7 @@ func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateIn
 }
 
 func (k *Kubernetes) compensate(ctx context.Context, cred *stepCredential, in remediation.CompensateInput, current remediation.Snapshot) (remediation.CompensateResult, error) {
-	w := writer{cred: cred, ref: in.StepRef, dryRun: in.DryRun}
+	w := k.writer(ctx, cred, in.StepRef)
 	changed, err := w.restore(ctx, in.Before, current)
 	if err != nil {
 		return remediation.CompensateResult{}, err
@@ -376,9 +390,18 @@ func (k *Kubernetes) compensate(ctx context.Context, cred *stepCredential, in re
 
 // writer makes one step's writes.
 type writer struct {
-	cred   *stepCredential
+	cred *stepCredential
+	// reader reads, with the worker's own identity, what a write depends on.
+	reader kubernetes.Interface
 	ref    remediation.StepRef
+	// run is the workflow run writing (a remediation's ID is reused when its
+	// incident fires again; its run ID is not).
+	run    string
 	dryRun bool
+}
+
+func (k *Kubernetes) writer(ctx context.Context, cred *stepCredential, ref remediation.StepRef) writer {
+	return writer{cred: cred, reader: k.Reader, ref: ref, run: activity.GetInfo(ctx).WorkflowExecution.RunID, dryRun: ref.DryRun}
 }
 
 func (w writer) patchOptions() metav1.PatchOptions {
@@ -589,7 +612,8 @@ func (w writer) patchPod(ctx context.Context, patch map[string]any) (remediation
 }
 
 // quarantine labels the pod with its own UID and applies a deny-all
-// NetworkPolicy selecting exactly that label.
+// NetworkPolicy selecting exactly that label, owned by the pod so that
+// Kubernetes deletes it with the pod.
 func (w writer) quarantine(ctx context.Context, before remediation.Snapshot, meta map[string]any) (remediation.Snapshot, bool, error) {
 	t := w.ref.Step.Target
 	value := before.UID
@@ -600,27 +624,114 @@ func (w writer) quarantine(ctx context.Context, before remediation.Snapshot, met
 	}
 	np := &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        quarantinePolicyName(t.Name),
-			Namespace:   t.Namespace,
-			Labels:      map[string]string{"app.kubernetes.io/managed-by": "reins"},
-			Annotations: stepAnnotations(w.ref),
+			Name:            quarantinePolicyName(t.Name),
+			Namespace:       t.Namespace,
+			Labels:          map[string]string{"app.kubernetes.io/managed-by": "reins"},
+			Annotations:     stepAnnotations(w.ref),
+			OwnerReferences: []metav1.OwnerReference{podOwner(t.Name, value)},
 		},
-		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{remediation.QuarantineLabel: value}},
-			// Both directions listed with no rules: all traffic denied.
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
-		},
+		Spec: quarantineSpec(value),
 	}
 	c, err := w.cred.get(ctx)
 	if err != nil {
 		return remediation.Snapshot{}, false, err
 	}
 	_, err = c.NetworkingV1().NetworkPolicies(t.Namespace).Create(ctx, np, w.createOptions())
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		if err := w.adoptQuarantinePolicy(ctx, c, value); err != nil {
+			return remediation.Snapshot{}, false, err
+		}
+	case err != nil:
 		return remediation.Snapshot{}, false, kubeError("create quarantine NetworkPolicy for "+t.String(), err)
 	}
 	after.QuarantinePolicy = true
 	return after, before.Quarantine != value || !before.QuarantinePolicy, nil
+}
+
+// adoptQuarantinePolicy makes the pod's existing quarantine NetworkPolicy
+// isolate the pod with the given UID and be owned by it alone. The policy may
+// have been left by the quarantine of an earlier pod of the same name (a
+// StatefulSet's), whose UID it selects, or written by this step's earlier
+// attempt; one that already isolates the pod and is owned by it is left as it
+// is. The patch carries the resourceVersion read, so a concurrent change
+// fails it with a conflict, which is retried.
+func (w writer) adoptQuarantinePolicy(ctx context.Context, c kubernetes.Interface, uid string) error {
+	t := w.ref.Step.Target
+	name := quarantinePolicyName(t.Name)
+	np, err := w.reader.NetworkingV1().NetworkPolicies(t.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		// Deleted since Create found it: the retry creates it.
+		return fmt.Errorf("quarantine NetworkPolicy %s/%s was deleted while being adopted for %s; retrying", t.Namespace, name, t)
+	case err != nil:
+		return kubeError("read quarantine NetworkPolicy of "+t.String(), err)
+	case np.DeletionTimestamp != nil:
+		return fmt.Errorf("quarantine NetworkPolicy %s/%s is being deleted; retrying until it is gone and can be created for %s", t.Namespace, name, t)
+	case isolates(np, uid) && ownedBy(np, uid):
+		return nil
+	}
+	labels := map[string]any{remediation.QuarantineLabel: uid}
+	for k := range np.Spec.PodSelector.MatchLabels {
+		if k != remediation.QuarantineLabel {
+			labels[k] = nil // removed: the policy selects the quarantine label alone
+		}
+	}
+	spec := quarantineSpec(uid)
+	patch := map[string]any{
+		"metadata": map[string]any{
+			"resourceVersion": np.ResourceVersion,
+			"annotations":     w.annotations(),
+			"ownerReferences": []metav1.OwnerReference{podOwner(t.Name, uid)},
+		},
+		"spec": map[string]any{
+			"podSelector": map[string]any{"matchLabels": labels, "matchExpressions": nil},
+			"policyTypes": spec.PolicyTypes,
+			"ingress":     nil,
+			"egress":      nil,
+		},
+	}
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("encode patch: %w", err)
+	}
+	if _, err := c.NetworkingV1().NetworkPolicies(t.Namespace).Patch(ctx, name, types.MergePatchType, data, w.patchOptions()); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("quarantine NetworkPolicy %s/%s was deleted while being adopted for %s; retrying", t.Namespace, name, t)
+		}
+		return kubeError("patch quarantine NetworkPolicy of "+t.String(), err)
+	}
+	return nil
+}
+
+// quarantineSpec denies all traffic, both directions, of the pod with uid.
+func quarantineSpec(uid string) networkingv1.NetworkPolicySpec {
+	return networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{remediation.QuarantineLabel: uid}},
+		// Both directions listed with no rules: all traffic denied.
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+	}
+}
+
+// isolates reports whether np denies all traffic of exactly the pod with uid:
+// it selects that pod's quarantine label and nothing else, and lists both
+// directions with no rule.
+func isolates(np *networkingv1.NetworkPolicy, uid string) bool {
+	sel, spec := np.Spec.PodSelector, np.Spec
+	return uid != "" && np.DeletionTimestamp == nil &&
+		len(sel.MatchLabels) == 1 && sel.MatchLabels[remediation.QuarantineLabel] == uid && len(sel.MatchExpressions) == 0 &&
+		len(spec.Ingress) == 0 && len(spec.Egress) == 0 &&
+		slices.Contains(spec.PolicyTypes, networkingv1.PolicyTypeIngress) && slices.Contains(spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+}
+
+// ownedBy reports whether the pod with uid is np's one owner.
+func ownedBy(np *networkingv1.NetworkPolicy, uid string) bool {
+	return len(np.OwnerReferences) == 1 && np.OwnerReferences[0].Kind == "Pod" && np.OwnerReferences[0].UID == types.UID(uid)
+}
+
+// podOwner is an ownerReference to a pod: its dependents are deleted with it.
+func podOwner(name, uid string) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: name, UID: types.UID(uid)}
 }
 
 func (w writer) deletePod(ctx context.Context, before remediation.Snapshot) (remediation.Snapshot, bool, error) {
@@ -641,7 +752,9 @@ func (w writer) deletePod(ctx context.Context, before remediation.Snapshot) (rem
 
 // event records the change as a Kubernetes Event on the target, so that
 // kubectl describe shows who changed it and why. Its name is derived from the
-// remediation, step and reason, so a retried activity does not add a second one.
+// remediation, run, step and reason, so a retried activity does not add a
+// second one while a new run of the remediation (its incident fired again)
+// does.
 func (w writer) event(ctx context.Context, uid, reason, message string) error {
 	t := w.ref.Step.Target
 	ns := t.Namespace
@@ -652,13 +765,13 @@ func (w writer) event(ctx context.Context, uid, reason, message string) error {
 	case remediation.KindPod:
 		apiVersion = "v1"
 	}
-	sum := sha256.Sum256([]byte(w.ref.Remediation + "\x00" + strconv.Itoa(w.ref.Index) + "\x00" + reason))
+	sum := sha256.Sum256([]byte(w.ref.Remediation + "\x00" + w.run + "\x00" + strconv.Itoa(w.ref.Index) + "\x00" + reason))
 	now := metav1.NewTime(time.Now())
 	if len(message) > 1000 {
 		message = message[:1000]
 	}
 	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{Name: t.Name + ".reins-" + hex.EncodeToString(sum[:6]), Namespace: ns, Annotations: stepAnnotations(w.ref)},
+		ObjectMeta: metav1.ObjectMeta{Name: joinName(t.Name, ".reins-"+hex.EncodeToString(sum[:6])), Namespace: ns, Annotations: eventAnnotations(w.ref, w.run)},
 		InvolvedObject: corev1.ObjectReference{
 			Kind: t.Kind, Namespace: t.Namespace, Name: t.Name, UID: types.UID(uid), APIVersion: apiVersion,
 		},
@@ -684,12 +797,31 @@ func (w writer) event(ctx context.Context, uid, reason, message string) error {
 	return nil
 }
 
+// maxNameLength is the longest name of an object (a DNS-1123 subdomain).
+const maxNameLength = 253
+
+// quarantinePolicyName names the pod's quarantine NetworkPolicy:
+// "reins-quarantine-<pod>" or, when that would be too long, its beginning and
+// a hash of the whole pod name, so that two pods never share a policy.
 func quarantinePolicyName(pod string) string {
 	name := "reins-quarantine-" + pod
-	if len(name) > 253 {
-		name = name[:253]
+	if len(name) <= maxNameLength {
+		return name
 	}
-	return name
+	sum := sha256.Sum256([]byte(pod))
+	return joinName(name, "-"+hex.EncodeToString(sum[:5]))
+}
+
+// joinName returns name+suffix, cutting name when the whole would be longer
+// than maxNameLength, and then the '-' and '.' it would end with, so that the
+// result stays a valid object name. name must be a valid object name and
+// suffix a '-' or '.' followed by lower-case letters, digits and '-', ending
+// with a letter or digit.
+func joinName(name, suffix string) string {
+	if n := maxNameLength - len(suffix); len(name) > n {
+		name = strings.TrimRight(name[:n], "-.")
+	}
+	return name + suffix
 }
 
 func containerNames(s remediation.Snapshot) string {

@@ -66,7 +66,7 @@ func (p *Policy) Evaluate(ctx context.Context, in remediation.PolicyInput) (reme
 	if !state.Exists {
 		return deny(step.Target.String() + " does not exist")
 	}
-	history, err := p.history(ctx, in, step)
+	history, err := p.history(ctx, in, activity.GetInfo(ctx).WorkflowExecution.RunID, step)
 	if err != nil {
 		return deny("could not assemble the recent history, so the step is denied: " + err.Error())
 	}
@@ -76,9 +76,9 @@ func (p *Policy) Evaluate(ctx context.Context, in remediation.PolicyInput) (reme
 
 // history counts, over the last HistoryWindow: the requester's actions, the
 // actions on the step's target and the quarantines in its namespace (from the
-// Kubernetes Events reins writes on every object it changes), and the
-// requester's denials.
-func (p *Policy) history(ctx context.Context, in remediation.PolicyInput, step remediation.Step) (*policies.History, error) {
+// Kubernetes Events reins writes on every object it changes, but those of
+// run, the workflow run deciding), and the requester's denials.
+func (p *Policy) history(ctx context.Context, in remediation.PolicyInput, run string, step remediation.Step) (*policies.History, error) {
 	since := in.Now.Add(-HistoryWindow)
 	h := &policies.History{WindowSeconds: int(HistoryWindow / time.Second)}
 	sel := fields.OneTermEqualSelector("reason", EventReasonApplied).String()
@@ -89,7 +89,7 @@ func (p *Policy) history(ctx context.Context, in remediation.PolicyInput, step r
 			return nil, fmt.Errorf("list reins events: %w", err)
 		}
 		for i := range list.Items {
-			countEvent(h, &list.Items[i], in, step, since)
+			countEvent(h, &list.Items[i], in, run, step, since)
 		}
 		if cont = list.Continue; cont == "" {
 			break
@@ -103,12 +103,15 @@ func (p *Policy) history(ctx context.Context, in remediation.PolicyInput, step r
 	return h, nil
 }
 
-func countEvent(h *policies.History, ev *corev1.Event, in remediation.PolicyInput, step remediation.Step, since time.Time) {
+// countEvent adds ev to h unless it is older than since or was written by
+// run, the run deciding: its own steps are not history, while the earlier
+// runs of the same remediation (its incident fired before) are.
+func countEvent(h *policies.History, ev *corev1.Event, in remediation.PolicyInput, run string, step remediation.Step, since time.Time) {
 	at := ev.LastTimestamp.Time
 	if at.IsZero() {
 		at = ev.CreationTimestamp.Time
 	}
-	if at.Before(since) || ev.Annotations[remediation.AnnotationRemediation] == in.Remediation {
+	if at.Before(since) || ofRun(ev, in.Remediation, run) {
 		return
 	}
 	if ev.Annotations[remediation.AnnotationRequester] == in.Plan.Requester.String() {
@@ -123,6 +126,21 @@ func countEvent(h *policies.History, ev *corev1.Event, in remediation.PolicyInpu
 	}
 }
 
+// ofRun reports whether ev was written by run of remediation id. An Event
+// without a run annotation, written before reins recorded runs, is taken to
+// be run's when it names the remediation.
+func ofRun(ev *corev1.Event, id, run string) bool {
+	if r, ok := ev.Annotations[AnnotationRun]; ok {
+		return r == run
+	}
+	return ev.Annotations[remediation.AnnotationRemediation] == id
+}
+
+// AnnotationRun, on the Events reins writes, is the ID of the workflow run
+// that wrote them: a remediation's ID is reused when its incident fires
+// again, its run ID is not.
+const AnnotationRun = "reins.dev/run"
+
 // Event reasons reins writes.
 const (
 	EventReasonApplied     = "ReinsRemediation"
@@ -136,4 +154,12 @@ func stepAnnotations(ref remediation.StepRef) map[string]string {
 		remediation.AnnotationStep:        strconv.Itoa(ref.Index),
 		remediation.AnnotationRequester:   ref.Requester.String(),
 	}
+}
+
+// eventAnnotations are stamped on every Event reins writes: the step's, and
+// the run that wrote it.
+func eventAnnotations(ref remediation.StepRef, run string) map[string]string {
+	a := stepAnnotations(ref)
+	a[AnnotationRun] = run
+	return a
 }

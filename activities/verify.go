@@ -94,12 +94,15 @@ func (k *Kubernetes) check(ctx context.Context, in remediation.VerifyInput) (boo
 		if err != nil {
 			return false, "", kubeError("read "+t.String(), err)
 		}
-		_, npErr := k.Reader.NetworkingV1().NetworkPolicies(t.Namespace).Get(ctx, quarantinePolicyName(t.Name), get)
+		np, npErr := k.Reader.NetworkingV1().NetworkPolicies(t.Namespace).Get(ctx, quarantinePolicyName(t.Name), get)
 		if npErr != nil && !apierrors.IsNotFound(npErr) {
 			return false, "", kubeError("read quarantine NetworkPolicy of "+t.String(), npErr)
 		}
+		// The policy must select this pod's UID: one left by an earlier pod
+		// of the same name selects that pod's.
 		labelled := p.Labels[remediation.QuarantineLabel] == string(p.UID)
-		return labelled && npErr == nil, fmt.Sprintf("pod labelled=%t, deny-all NetworkPolicy present=%t", labelled, npErr == nil), nil
+		isolated := npErr == nil && isolates(np, string(p.UID))
+		return labelled && isolated, fmt.Sprintf("pod labelled=%t, deny-all NetworkPolicy isolating its uid %s=%t", labelled, p.UID, isolated), nil
 	case remediation.ActionDeletePod:
 		p, err := k.Reader.CoreV1().Pods(t.Namespace).Get(ctx, t.Name, get)
 		if apierrors.IsNotFound(err) {
