@@ -314,8 +314,13 @@ func requesterOf(p Principal) remediation.Requester {
 // and validates it with the agent p as its requester. A plan that sets a
 // requester is refused: the requester is who authenticated (an empty
 // requester, {} or null, as a Go client encoding remediation.Plan sends,
-// sets nothing and is accepted). It returns one FieldProblem per bad field;
-// none means the plan is valid.
+// sets nothing and is accepted). A plan without id gets the client's own
+// ID for its incident (remediation.Plan.ClientWorkflowID:
+// <kind>:<client>:<source>-<fingerprint>-<hash>), so that a client's
+// proposals for one incident join, and never the ID of the intake's
+// remediation of that incident or of another client's; a plan whose id is
+// in those spaces (remediation.IsDerivedWorkflowID) is refused. It returns
+// one FieldProblem per bad field; none means the plan is valid.
 func decodePlanRequest(data []byte, p Principal) (remediation.Plan, []FieldProblem) {
 	plan, err := remediation.DecodeBytes(data)
 	if err != nil {
@@ -326,9 +331,16 @@ func decodePlanRequest(data []byte, p Principal) (remediation.Plan, []FieldProbl
 		fields = append(fields, FieldProblem{Field: "requester",
 			Detail: "must not be set: reins sets the requester from your authenticated identity; remove the field"})
 	}
+	if remediation.IsDerivedWorkflowID(plan.ID) {
+		fields = append(fields, FieldProblem{Field: "id",
+			Detail: `must not begin with "reins-", "agent:" or "human:": reins derives those IDs (for the event intake and for each client); leave id out to have your own derived from the incident, or choose another`})
+	}
 	plan.Requester = requesterOf(p)
 	if err := plan.Validate(); err != nil {
 		fields = append(fields, planFieldProblems(err)...)
+	}
+	if len(fields) == 0 {
+		plan.ID = plan.ClientWorkflowID()
 	}
 	return plan, fields
 }

@@ -203,6 +203,13 @@ func agentPlan(fingerprint string) map[string]any {
 	}
 }
 
+// agentID is the ID of the remediation that agentPlan(fingerprint) starts
+// when the agent client proposes it.
+func agentID(client, fingerprint string) string {
+	return remediation.Plan{Incident: remediation.Incident{Source: "alertmanager", Fingerprint: fingerprint},
+		Requester: remediation.Requester{Kind: remediation.RequesterAgent, Name: client}}.ClientWorkflowID()
+}
+
 func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -239,9 +246,10 @@ func TestAgentProposeStartsAsTheAuthenticatedAgent(t *testing.T) {
 	if err := json.Unmarshal(body, &out); err != nil {
 		t.Fatal(err)
 	}
-	if out.ID != "reins-alertmanager-fp-1" || out.RunID != "run-1" || out.Joined ||
-		out.StatusURL != "/v1/remediations/reins-alertmanager-fp-1" || resp.Header.Get("Location") != out.StatusURL ||
-		out.UIURL != "http://localhost:8233/namespaces/default/workflows/reins-alertmanager-fp-1" {
+	id := agentID("fixer", "fp-1")
+	if out.ID != id || out.RunID != "run-1" || out.Joined ||
+		out.StatusURL != "/v1/remediations/"+id || resp.Header.Get("Location") != out.StatusURL ||
+		out.UIURL != "http://localhost:8233/namespaces/default/workflows/"+id {
 		t.Errorf("answer %+v, Location %q", out, resp.Header.Get("Location"))
 	}
 	plans := e.temporal.plans()
@@ -393,7 +401,7 @@ func TestAgentStatusAndAbortBelongToTheRequester(t *testing.T) {
 	if resp, body := e.post(t, "/v1/remediations", fixerToken, mustJSON(t, agentPlan("fp-own"))); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("propose: %s %s", resp.Status, body)
 	}
-	const path = "/v1/remediations/reins-alertmanager-fp-own"
+	path := "/v1/remediations/" + agentID("fixer", "fp-own")
 	get := func(token string) (int, workflows.Status) {
 		resp, body := e.call(t, http.MethodGet, path, token, "", nil)
 		var st workflows.Status
@@ -413,7 +421,7 @@ func TestAgentStatusAndAbortBelongToTheRequester(t *testing.T) {
 	if code, _ := get(otherToken); code != http.StatusNotFound {
 		t.Errorf("another agent reads: %d, want 404", code)
 	}
-	if typ, ev := e.sink.last(t); typ != AuditAgentRefused || ev.Client != "other" || ev.Operation != "status" || ev.Remediation != "reins-alertmanager-fp-own" {
+	if typ, ev := e.sink.last(t); typ != AuditAgentRefused || ev.Client != "other" || ev.Operation != "status" || ev.Remediation != agentID("fixer", "fp-own") {
 		t.Errorf("audit %s %+v", typ, ev)
 	}
 	if code, _ := get(""); code != http.StatusUnauthorized {
@@ -453,7 +461,7 @@ func TestAgentStatusAndAbortBelongToTheRequester(t *testing.T) {
 	if got := e.temporal.aborts; len(got) != 1 || got[0] != (workflows.AbortSignal{Reason: "wrong incident", By: "agent:fixer"}) {
 		t.Errorf("abort signals %+v", got)
 	}
-	e.temporal.setState("reins-alertmanager-fp-own", remediation.StateAborted)
+	e.temporal.setState(agentID("fixer", "fp-own"), remediation.StateAborted)
 	if resp, _ := abort(oncallToken, "again"); resp.StatusCode != http.StatusConflict {
 		t.Errorf("abort of an ended remediation: %s", resp.Status)
 	}
@@ -470,10 +478,10 @@ func TestAgentRateLimit(t *testing.T) {
 	if resp, body := e.post(t, "/v1/remediations", slowToken, mustJSON(t, agentPlan("fp-slow"))); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("first call: %s %s", resp.Status, body)
 	}
-	if resp, _ := e.call(t, http.MethodGet, "/v1/remediations/reins-alertmanager-fp-slow", slowToken, "", nil); resp.StatusCode != http.StatusOK {
+	if resp, _ := e.call(t, http.MethodGet, "/v1/remediations/"+agentID("slow", "fp-slow"), slowToken, "", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("second call: %s", resp.Status)
 	}
-	for _, path := range []string{"/v1/remediations", "/v1/remediations/reins-alertmanager-fp-slow/abort"} {
+	for _, path := range []string{"/v1/remediations", "/v1/remediations/" + agentID("slow", "fp-slow") + "/abort"} {
 		resp, body := e.post(t, path, slowToken, mustJSON(t, agentPlan("fp-slow-2")))
 		p := decodeProblem(t, body)
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || p.RetryAfter < 3000 {
@@ -564,4 +572,63 @@ func FuzzDecodePlanRequest(f *testing.F) {
 			t.Fatalf("accepted a plan that sets requester %+v", *probe.Requester)
 		}
 	})
+}
+
+// A plan proposed through the agent door gets an ID of its client's own: an
+// agent that names its incident after a trigger and an alert's fingerprint
+// does not take the ID the intake starts that alert's remediation under,
+// nor another client's; its own proposals for one incident still join.
+func TestAgentPlanIDsAreTheClients(t *testing.T) {
+	e := newAgentEnv(t)
+	squat := agentPlan("4f1c2a")
+	squat["incident"] = map[string]any{"source": "replicas-mismatch", "fingerprint": "4f1c2a"}
+	intakeID := remediation.Plan{Incident: remediation.Incident{Source: "replicas-mismatch", Fingerprint: "4f1c2a"}}.WorkflowID()
+	propose := func(token string, plan map[string]any) (int, ProposeResponse, Problem) {
+		t.Helper()
+		resp, body := e.post(t, "/v1/remediations", token, mustJSON(t, plan))
+		var out ProposeResponse
+		var p Problem
+		if resp.StatusCode == http.StatusAccepted {
+			if err := json.Unmarshal(body, &out); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			p = decodeProblem(t, body)
+		}
+		return resp.StatusCode, out, p
+	}
+	code, first, _ := propose(fixerToken, squat)
+	if code != http.StatusAccepted || first.ID == intakeID || !strings.HasPrefix(first.ID, "agent:fixer:replicas-mismatch-4f1c2a-") || first.Joined {
+		t.Fatalf("propose: %d %+v; the intake's ID is %s", code, first, intakeID)
+	}
+	if code, again, _ := propose(fixerToken, squat); code != http.StatusAccepted || again.ID != first.ID || !again.Joined {
+		t.Errorf("the same client's second proposal: %d %+v, want it to join %s", code, again, first.ID)
+	}
+	if code, other, _ := propose(otherToken, squat); code != http.StatusAccepted || other.ID == first.ID || other.ID == intakeID || other.Joined {
+		t.Errorf("another client's proposal: %d %+v, want its own remediation", code, other)
+	}
+	if plans := e.temporal.plans(); len(plans) != 2 || plans[0].ID != first.ID || plans[0].WorkflowID() != first.ID {
+		t.Errorf("started %d plans: %+v", len(plans), plans)
+	}
+
+	// An explicit id in a derived space is refused; any other is kept.
+	for _, id := range []string{intakeID, "agent:other:x", "human:oncall:x"} {
+		withID := agentPlan("fp-explicit")
+		withID["id"] = id
+		code, _, p := propose(fixerToken, withID)
+		if code != http.StatusUnprocessableEntity || !slices.Equal(problemFields(p), []string{"id"}) || !strings.Contains(p.Errors[0].Detail, "leave id out") {
+			t.Errorf("id %q: %d %+v", id, code, p)
+		}
+	}
+	if typ, ev := e.sink.last(t); typ != AuditAgentRefused || !slices.Equal(ev.Fields, []string{"id"}) {
+		t.Errorf("audit %s %+v", typ, ev)
+	}
+	withID := agentPlan("fp-explicit")
+	withID["id"] = "fixer-checkout-1"
+	if code, out, p := propose(fixerToken, withID); code != http.StatusAccepted || out.ID != "fixer-checkout-1" {
+		t.Errorf("an explicit id: %d %+v %+v", code, out, p)
+	}
+	if n := len(e.temporal.plans()); n != 3 {
+		t.Errorf("%d plans started, want 3", n)
+	}
 }

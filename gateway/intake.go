@@ -307,8 +307,10 @@ func (in *Intake) dispatch(w http.ResponseWriter, r *http.Request, events []inta
 	in.answer(w, r, outcomes, errs)
 }
 
-// enqueue admits every event (an unmatched or refused one is recorded and
-// not queued), queues the others and answers once JetStream stored them.
+// enqueue admits every event, queues those a trigger takes, answers once
+// JetStream stored them, and only then records the unmatched and refused
+// ones (not queued): a request answered 503 because the publish failed has
+// recorded nothing, so that sending it again records each event once.
 func (in *Intake) enqueue(w http.ResponseWriter, r *http.Request, kind intake.Kind, events []intake.Event) {
 	q := in.opts.Queue
 	// Encoding first: a request whose events cannot all be queued is
@@ -322,8 +324,8 @@ func (in *Intake) enqueue(w http.ResponseWriter, r *http.Request, kind intake.Ki
 	errs := make([]error, len(events))
 	var queued []int
 	for i, ev := range events {
-		outcomes[i], errs[i] = in.opts.Dispatcher.Admit(r.Context(), ev)
-		if errs[i] == nil && outcomes[i].Result == intake.ResultQueued {
+		outcomes[i] = in.opts.Dispatcher.Admit(ev)
+		if outcomes[i].Result == intake.ResultQueued {
 			queued = append(queued, i)
 		}
 	}
@@ -333,14 +335,24 @@ func (in *Intake) enqueue(w http.ResponseWriter, r *http.Request, kind intake.Ki
 			batch[j] = msgs[i]
 		}
 		duplicate, err := q.Publish(r.Context(), batch)
-		for j, i := range queued {
-			switch {
-			case err != nil:
+		if err != nil {
+			// Nothing is recorded: the request is to be sent again whole.
+			for i := range errs {
 				errs[i] = err
-			case duplicate[j]:
+			}
+			in.answer(w, r, outcomes, errs)
+			return
+		}
+		for j, i := range queued {
+			if duplicate[j] {
 				outcomes[i].Result = intake.ResultDuplicate
 				outcomes[i].Reason = "identical to an event already queued on " + q.Subject() + " (JetStream kept the first)"
 			}
+		}
+	}
+	for i := range outcomes {
+		if outcomes[i].Result != intake.ResultQueued && outcomes[i].Result != intake.ResultDuplicate {
+			errs[i] = in.opts.Dispatcher.RecordNow(r.Context(), &outcomes[i])
 		}
 	}
 	in.answer(w, r, outcomes, errs)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -366,7 +367,7 @@ func TestIntakeQueued(t *testing.T) {
 	}
 	want := []intake.Result{intake.ResultQueued, intake.ResultQueued, intake.ResultDuplicate}
 	for i, e := range got.Events {
-		if i >= len(want) || e.Result != want[i] || e.Trigger != "replicas" || e.Remediation != "reins-replicas-"+e.Fingerprint {
+		if i >= len(want) || e.Result != want[i] || e.Trigger != "replicas" || e.Remediation != (remediation.Plan{Incident: remediation.Incident{Source: "replicas", Fingerprint: e.Fingerprint}}).WorkflowID() {
 			t.Errorf("event %d: %+v, want %s with its remediation", i, e, want[min(i, len(want)-1)])
 		}
 	}
@@ -416,3 +417,63 @@ func waitCond(t *testing.T, what string, cond func() bool) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// Queued delivery records an unmatched event only once the request's other
+// events are queued: a request answered 503 because JetStream did not store
+// them has recorded nothing, so that sending it again records it once.
+func TestIntakeQueuedRecordsOnlyAfterThePublish(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	logger := slog.New(slog.DiscardHandler)
+	ns, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Duplicates: 2 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	d, _, sink := intakeDispatcher(t)
+	q, err := intake.NewQueue(ctx, intake.ConsumerOptions{URL: ns.URL, Stream: "EVENTS", Subject: "events.>", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := serveIntake(t, IntakeOptions{Dispatcher: d, Queue: q})
+	post := `{"version":"4","status":"firing","externalURL":"http://am","alerts":[
+		{"status":"firing","fingerprint":"fp-q","labels":{"alertname":"KubeDeploymentReplicasMismatch","namespace":"shop","deployment":"checkout"}},
+		{"status":"firing","fingerprint":"fp-noise","labels":{"alertname":"Noise"}}]}`
+
+	// JetStream unreachable: 503, and nothing recorded.
+	q.Close()
+	if resp, body := send(t, srv, PathAlertmanager, post, bearer); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("publish failed: %s %s, want 503", resp.Status, body)
+	}
+	if types := sink.types(); len(types) != 0 {
+		t.Fatalf("records %v after a failed publish, want none", types)
+	}
+
+	// Sent again to a working queue: the unmatched event is recorded once.
+	q, err = intake.NewQueue(ctx, intake.ConsumerOptions{URL: ns.URL, Stream: "EVENTS", Subject: "events.>", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	srv, in := serveIntake(t, IntakeOptions{Dispatcher: d, Queue: q})
+	resp, body := send(t, srv, PathAlertmanager, post, bearer)
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"result":"queued"`) || !strings.Contains(string(body), `"result":"unmatched"`) {
+		t.Fatalf("sent again: %s %s", resp.Status, body)
+	}
+	in.Close()
+	if types := sink.types(); !slices.Equal(types, []string{AuditEventUnmatched}) {
+		t.Errorf("records %v, want the unmatched event's once", types)
+	}
+}

@@ -125,7 +125,7 @@ func TestMCPTools(t *testing.T) {
 	if res.IsError {
 		t.Fatalf("propose: %s", toolText(res))
 	}
-	if proposed.ID != "reins-alertmanager-fp-mcp" || proposed.Joined || proposed.Status == nil ||
+	if proposed.ID != agentID("fixer", "fp-mcp") || proposed.Joined || proposed.Status == nil ||
 		proposed.Status.Steps[0].Decision == nil || proposed.Status.Steps[0].Decision.Effect != remediation.EffectCosign {
 		t.Fatalf("propose answered %+v", proposed)
 	}
@@ -198,13 +198,14 @@ func TestMCPRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := callTool(t, other, ToolGetRemediation, GetRemediationInput{ID: "reins-alertmanager-fp-mcp-own"}, nil); !res.IsError || !strings.Contains(toolText(res), "Not found") {
+	if res := callTool(t, other, ToolGetRemediation, GetRemediationInput{ID: agentID("fixer", "fp-mcp-own")}, nil); !res.IsError || !strings.Contains(toolText(res), "Not found") {
 		t.Errorf("another agent reads: %v %s", res.IsError, toolText(res))
 	}
-	// Joining it tells the other agent the ID, not the status.
-	var joined ProposeOutput
-	if res := callTool(t, other, ToolProposeRemediation, agentPlan("fp-mcp-own"), &joined); res.IsError || !joined.Joined || joined.Status != nil {
-		t.Errorf("another agent joins: %s %+v", toolText(res), joined)
+	// Proposing the same incident starts the other agent's own remediation:
+	// it never joins, nor learns the ID of, another client's.
+	var own ProposeOutput
+	if res := callTool(t, other, ToolProposeRemediation, agentPlan("fp-mcp-own"), &own); res.IsError || own.Joined || own.ID != agentID("other", "fp-mcp-own") {
+		t.Errorf("another agent proposes the same incident: %s %+v", toolText(res), own)
 	}
 	// A human may not propose.
 	human, err := e.connect(t, oncallToken)

@@ -95,8 +95,8 @@ func decodeAlertmanager(body []byte, via string, limits Limits) ([]Event, error)
 		} else {
 			c.fingerprint(at+".fingerprint", a.Fingerprint)
 		}
-		c.pairs(at+".labels", a.Labels)
-		c.pairs(at+".annotations", a.Annotations)
+		c.pairs(at+".labels", a.Labels, true)
+		c.pairs(at+".annotations", a.Annotations, false)
 		c.text(at+".generatorURL", a.GeneratorURL)
 		ev.StartsAt = c.time(at+".startsAt", a.StartsAt)
 		ev.EndsAt = c.time(at+".endsAt", a.EndsAt)

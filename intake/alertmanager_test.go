@@ -89,6 +89,8 @@ func TestDecodeAlertmanagerRefuses(t *testing.T) {
 		{"bad time", alert(`{"status":"firing","fingerprint":"f2","startsAt":"yesterday"}`), "alerts[1].startsAt"},
 		{"control character", alert(`{"status":"firing","fingerprint":"f2","generatorURL":"a\u0000b"}`), "alerts[1].generatorURL"},
 		{"empty label name", alert(`{"status":"firing","fingerprint":"f2","labels":{"":"x"}}`), "alerts[1].labels"},
+		{"control character in a label value", alert(`{"status":"firing","fingerprint":"f2","labels":{"severity":"critical\nnamespace=kube-system"}}`), "alerts[1].labels.severity"},
+		{"escape in a label value", alert(`{"status":"firing","fingerprint":"f2","labels":{"team":"cart\u001b[31m"}}`), "alerts[1].labels.team"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeAlertmanager(strings.NewReader(tc.body), ViaHTTP, Limits{})
@@ -199,5 +201,15 @@ func TestDecodeAlertmanagerLongLabelName(t *testing.T) {
 	body := `{"version":"4","alerts":[{"status":"firing","fingerprint":"f","labels":{"abcdefghij":"v"}}]}`
 	if _, err := DecodeAlertmanager(strings.NewReader(body), ViaHTTP, Limits{MaxNameBytes: 4}); !hasField(err, "alerts[0].labels.abcdefghij…") {
 		t.Errorf("a 10-byte name over a limit of 4: %v", err)
+	}
+}
+
+// Annotations are descriptions: line breaks and tabs in their values are kept.
+func TestDecodeAlertmanagerAnnotationsMayBreakLines(t *testing.T) {
+	body := `{"version":"4","alerts":[{"status":"firing","fingerprint":"f1","labels":{"a":"b"},
+		"annotations":{"description":"line one\n\tline two"}}]}`
+	evs, err := DecodeAlertmanager(strings.NewReader(body), ViaHTTP, Limits{})
+	if err != nil || len(evs) != 1 || evs[0].Annotations["description"] != "line one\n\tline two" {
+		t.Fatalf("got %+v, %v", evs, err)
 	}
 }

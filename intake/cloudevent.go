@@ -144,8 +144,8 @@ func fromCloudEvent(e *event.Event, via string, limits Limits) (Event, error) {
 		c.text("data.url", d.URL)
 		ev.URL = d.URL
 	}
-	c.pairs("labels", ev.Labels)
-	c.pairs("data.annotations", ev.Annotations)
+	c.pairs("labels", ev.Labels, true)
+	c.pairs("data.annotations", ev.Annotations, false)
 	if ev.Fingerprint == "" {
 		sum := sha256.Sum256([]byte(ev.Source + "\x00" + ev.ID))
 		ev.Fingerprint = hex.EncodeToString(sum[:16])

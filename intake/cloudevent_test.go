@@ -96,6 +96,8 @@ func TestDecodeCloudEventRefuses(t *testing.T) {
 		{"bad status", `{"status":"pending"}`, binary(nil), "data.status"},
 		{"label not a string", `{"labels":{"replicas":3}}`, binary(nil), "data.labels.replicas"},
 		{"bad fingerprint", `{"fingerprint":"a b"}`, binary(nil), "data.fingerprint"},
+		{"control character in a label value", `{"labels":{"team":"cart\r\nnamespace: kube-system"}}`, binary(nil), "labels.team"},
+		{"control character in an extension", `{}`, binary(map[string]string{"ce-team": "cart\x7f"}), "labels.team"},
 		{"data not JSON", `{"labels":`, binary(nil), "data"},
 		{"structured, not JSON", `{"specversion":`, map[string]string{"Content-Type": CloudEventsMediaType}, "event"},
 		{"long subject", `{}`, binary(map[string]string{"ce-subject": strings.Repeat("s", 9000)}), "subject"},

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.temporal.io/api/serviceerror"
 	sdkclient "go.temporal.io/sdk/client"
 
@@ -57,6 +59,79 @@ type Outcome struct {
 
 	// recorded: the outcome's audit record is already written.
 	recorded bool
+}
+
+// Bounds of an outcome's record besides its event (EventSummary).
+const (
+	maxRecordReasonBytes  = 1 << 10
+	maxRecordErrors       = 10
+	maxRecordFieldBytes   = 128
+	maxRecordMessageBytes = 256
+)
+
+// bounded is o as its audit record keeps it: the reason and the field
+// errors cut, and at most maxRecordErrors of them, the last saying how
+// many more there were. The answer to the sender keeps them all.
+func (o Outcome) bounded() Outcome {
+	o.Reason, _ = truncate(o.Reason, maxRecordReasonBytes)
+	if len(o.Errors) == 0 {
+		return o
+	}
+	errs := make([]FieldError, 0, min(len(o.Errors), maxRecordErrors))
+	for i, fe := range o.Errors {
+		if i == maxRecordErrors-1 && len(o.Errors) > maxRecordErrors {
+			errs = append(errs, FieldError{Field: "errors", Message: fmt.Sprintf("%d more not recorded", len(o.Errors)-i)})
+			break
+		}
+		f, _ := truncate(fe.Field, maxRecordFieldBytes)
+		m, _ := truncate(fe.Message, maxRecordMessageBytes)
+		errs = append(errs, FieldError{Field: f, Message: m})
+	}
+	o.Errors = errs
+	return o
+}
+
+// short is the record of o that says what happened without the event's
+// content, for an audit sink that refused the full record (why).
+func (o Outcome) short(why error) Outcome {
+	reason, _ := truncate(o.Reason, maxRecordMessageBytes)
+	detail, _ := truncate(why.Error(), maxRecordMessageBytes)
+	if reason != "" {
+		reason += "; "
+	}
+	reason += "the full record of this event was refused by the audit sink as too large (" + detail + "): its labels and errors are left out"
+	ev := EventSummary{Kind: o.Event.Kind, Via: o.Event.Via, Status: o.Event.Status, Truncated: true, OmittedLabels: o.Event.OmittedLabels + len(o.Event.Labels)}
+	ev.Type, _ = truncate(o.Event.Type, maxRecordFieldBytes)
+	ev.Fingerprint, _ = truncate(o.Event.Fingerprint, maxRecordFieldBytes)
+	return Outcome{Result: o.Result, Event: ev, Trigger: o.Trigger, Remediation: o.Remediation, RunID: o.RunID, Reason: reason}
+}
+
+// RecordError is an outcome whose audit record was not stored.
+type RecordError struct {
+	Result Result
+	Err    error
+	// Permanent: the audit sink refuses the record for its size, and even
+	// its short form (Outcome without the event's content): storing it
+	// again cannot succeed, so the event must not be sent again for it.
+	Permanent bool
+}
+
+func (e *RecordError) Error() string {
+	if e.Permanent {
+		return fmt.Sprintf("intake: the record of the %s event can never be stored (the audit sink refuses it for its size): %v", e.Result, e.Err)
+	}
+	return fmt.Sprintf("intake: record the %s event: %v", e.Result, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// tooLargeForSink reports that an audit sink refused a record for its
+// size, which no retry changes: the NATS server's max_payload, or the
+// stream's max_msg_size.
+func tooLargeForSink(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
 }
 
 // Recorder writes one audit record per outcome (the gateway's audit chain).
@@ -142,9 +217,9 @@ func NewDispatcher(triggers *Triggers, temporal Temporal, recorder Recorder, log
 // event: the remediation keeps its own audit trail, and its intake record
 // need not delay the acknowledgement.
 func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
-	o, t, plan, done, err := d.route(ctx, ev)
-	if done || err != nil {
-		return o, err
+	o, t, plan, done := d.route(ev)
+	if done {
+		return o, d.RecordNow(ctx, &o)
 	}
 	if ev.Status == StatusResolved {
 		at := ev.EndsAt
@@ -158,7 +233,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
 		}
 		if !running {
 			o.Result, o.Reason = ResultResolvedIdle, "no remediation of this incident is running"
-			return o, d.recordNow(ctx, &o)
+			return o, d.RecordNow(ctx, &o)
 		}
 		o.Result = ResultResolved
 		return o, nil
@@ -168,7 +243,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
 		var verr *remediation.ValidationError
 		if errors.As(err, &verr) {
 			o.Result, o.Reason, o.Errors = ResultRefused, err.Error(), verr.Errors
-			return o, d.recordNow(ctx, &o)
+			return o, d.RecordNow(ctx, &o)
 		}
 		return o, err
 	}
@@ -182,42 +257,44 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) (Outcome, error) {
 // Admit is Dispatch up to the point where Temporal is needed, for an event
 // about to be queued (Queue): an event that no trigger takes, or whose
 // playbook cannot be filled, gets the outcome Dispatch gives it (unmatched,
-// refused), recorded before Admit returns, and must not be queued. Any
-// other gets ResultQueued with its trigger and remediation ID, and is not
-// recorded: the consumer records what it does with it. An error means the
-// record of an unmatched or refused event was not written.
-func (d *Dispatcher) Admit(ctx context.Context, ev Event) (Outcome, error) {
-	o, _, _, done, err := d.route(ctx, ev)
-	if !done && err == nil {
+// refused) and must not be queued; any other gets ResultQueued with its
+// trigger and remediation ID. Admit records nothing: the caller records an
+// unmatched or refused outcome with RecordNow once the request's other
+// events are queued (so that a request sent again after a failed publish
+// is not recorded twice), and the consumer records what it does with a
+// queued one.
+func (d *Dispatcher) Admit(ev Event) Outcome {
+	o, _, _, done := d.route(ev)
+	if !done {
 		o.Result = ResultQueued
 	}
-	return o, err
+	return o
 }
 
 // route finds the trigger that takes ev and, when ev is firing, fills its
 // plan. An event that no trigger takes or whose plan cannot be filled has
-// its outcome (recorded unless err) and done set.
-func (d *Dispatcher) route(ctx context.Context, ev Event) (o Outcome, t *Trigger, plan remediation.Plan, done bool, err error) {
+// its outcome (not yet recorded) and done set.
+func (d *Dispatcher) route(ev Event) (o Outcome, t *Trigger, plan remediation.Plan, done bool) {
 	o = Outcome{Event: ev.Summary()}
 	t = d.triggers.Match(ev)
 	if t == nil {
 		o.Result, o.Reason = ResultUnmatched, "no trigger matches the event's kind, type and labels"
-		return o, nil, plan, true, d.recordNow(ctx, &o)
+		return o, nil, plan, true
 	}
 	o.Trigger, o.Remediation = t.Name(), t.WorkflowID(ev)
 	if ev.Status == StatusResolved {
-		return o, t, plan, false, nil
+		return o, t, plan, false
 	}
-	plan, err = t.Plan(ev)
+	plan, err := t.Plan(ev)
 	if err != nil {
 		o.Result, o.Reason = ResultRefused, err.Error()
 		var pe *PlaybookError
 		if errors.As(err, &pe) {
 			o.Errors = pe.Errors
 		}
-		return o, t, plan, true, d.recordNow(ctx, &o)
+		return o, t, plan, true
 	}
-	return o, t, plan, false, nil
+	return o, t, plan, false
 }
 
 // Refuse records an input that could not be read as events (err says why:
@@ -229,7 +306,7 @@ func (d *Dispatcher) Refuse(ctx context.Context, kind Kind, via string, err erro
 	if errors.As(err, &ie) {
 		o.Errors = ie.Errors
 	}
-	return o, d.recordNow(ctx, &o)
+	return o, d.RecordNow(ctx, &o)
 }
 
 // Record writes o's audit record unless Dispatch already did. A failure is
@@ -238,15 +315,32 @@ func (d *Dispatcher) Record(ctx context.Context, o Outcome) {
 	if o.recorded {
 		return
 	}
-	if err := d.recorder.RecordIntake(ctx, o); err != nil {
+	if err := d.store(ctx, o); err != nil {
 		d.log.Error("intake: audit record not written", "result", o.Result, "remediation", o.Remediation, "error", err)
 	}
 }
 
-func (d *Dispatcher) recordNow(ctx context.Context, o *Outcome) error {
-	if err := d.recorder.RecordIntake(ctx, *o); err != nil {
-		return fmt.Errorf("intake: record the %s event: %w", o.Result, err)
+// RecordNow writes o's audit record now (bounded, as every record is) and
+// marks o recorded, so that Record skips it. An error (a *RecordError) means
+// the record was not written.
+func (d *Dispatcher) RecordNow(ctx context.Context, o *Outcome) error {
+	if err := d.store(ctx, *o); err != nil {
+		return err
 	}
 	o.recorded = true
+	return nil
+}
+
+// store writes o's bounded record; when the sink refuses it as too large,
+// it writes o's short record instead. The error is a *RecordError.
+func (d *Dispatcher) store(ctx context.Context, o Outcome) error {
+	err := d.recorder.RecordIntake(ctx, o.bounded())
+	if err != nil && tooLargeForSink(err) {
+		d.log.Error("intake: the audit sink refused an event's record as too large; recording it without the event's content", "result", o.Result, "remediation", o.Remediation, "error", err)
+		err = d.recorder.RecordIntake(ctx, o.short(err))
+	}
+	if err != nil {
+		return &RecordError{Result: o.Result, Err: err, Permanent: tooLargeForSink(err)}
+	}
 	return nil
 }

@@ -3,10 +3,14 @@ package intake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workflows"
@@ -20,6 +24,8 @@ type fakeTemporal struct {
 	signals  map[string][]workflows.IncidentResolved
 	starts   int
 	failNext int
+	// delay is how long each Start takes; a Start whose context ends first fails.
+	delay time.Duration
 }
 
 var errUnavailable = errors.New("temporal unavailable")
@@ -28,7 +34,14 @@ func newFakeTemporal() *fakeTemporal {
 	return &fakeTemporal{running: map[string]remediation.Plan{}, signals: map[string][]workflows.IncidentResolved{}}
 }
 
-func (f *fakeTemporal) Start(_ context.Context, p remediation.Plan) (string, string, bool, error) {
+func (f *fakeTemporal) Start(ctx context.Context, p remediation.Plan) (string, string, bool, error) {
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return "", "", false, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failNext > 0 {
@@ -71,6 +84,9 @@ type fakeRecorder struct {
 	mu   sync.Mutex
 	recs []Outcome
 	fail bool
+	// maxPayload, when set, refuses a record whose JSON (as
+	// remediation.AuditData writes it) is longer, as the NATS audit sink does.
+	maxPayload int
 }
 
 func (r *fakeRecorder) RecordIntake(_ context.Context, o Outcome) error {
@@ -78,6 +94,15 @@ func (r *fakeRecorder) RecordIntake(_ context.Context, o Outcome) error {
 	defer r.mu.Unlock()
 	if r.fail {
 		return errors.New("audit sink down")
+	}
+	if r.maxPayload > 0 {
+		data, err := remediation.AuditData(o)
+		if err != nil {
+			return err
+		}
+		if len(data) > r.maxPayload {
+			return fmt.Errorf("audit nats: publish: %w", nats.ErrMaxPayload)
+		}
 	}
 	r.recs = append(r.recs, o)
 	return nil
@@ -113,8 +138,13 @@ func TestDispatch(t *testing.T) {
 	d, tmp, rec := dispatcher(t)
 	ctx := context.Background()
 
+	// The intake's ID: reins-<trigger>-<fingerprint>-<hash of the pair>.
+	id := remediation.Plan{Incident: remediation.Incident{Source: "replicas-mismatch", Fingerprint: "fp1"}}.WorkflowID()
+	if !strings.HasPrefix(id, "reins-replicas-mismatch-fp1-") {
+		t.Fatalf("the intake's ID %s", id)
+	}
 	o, err := d.Dispatch(ctx, firing("fp1"))
-	if err != nil || o.Result != ResultStarted || o.Remediation != "reins-replicas-mismatch-fp1" || o.Trigger != "replicas-mismatch" {
+	if err != nil || o.Result != ResultStarted || o.Remediation != id || o.Trigger != "replicas-mismatch" {
 		t.Fatalf("first event: %+v, %v", o, err)
 	}
 	if len(rec.results()) != 0 {
@@ -122,7 +152,7 @@ func TestDispatch(t *testing.T) {
 	}
 	d.Record(ctx, o)
 	o, err = d.Dispatch(ctx, firing("fp1"))
-	if err != nil || o.Result != ResultDuplicate || o.Remediation != "reins-replicas-mismatch-fp1" {
+	if err != nil || o.Result != ResultDuplicate || o.Remediation != id {
 		t.Fatalf("duplicate: %+v, %v", o, err)
 	}
 	d.Record(ctx, o)
@@ -130,10 +160,10 @@ func TestDispatch(t *testing.T) {
 	resolved := firing("fp1")
 	resolved.Status = StatusResolved
 	o, err = d.Dispatch(ctx, resolved)
-	if err != nil || o.Result != ResultResolved || len(tmp.signals["reins-replicas-mismatch-fp1"]) != 1 {
+	if err != nil || o.Result != ResultResolved || len(tmp.signals[id]) != 1 {
 		t.Fatalf("resolved: %+v, %v, signals %v", o, err, tmp.signals)
 	}
-	if sig := tmp.signals["reins-replicas-mismatch-fp1"][0]; sig.Trigger != "replicas-mismatch" || sig.Fingerprint != "fp1" || sig.At.IsZero() {
+	if sig := tmp.signals[id][0]; sig.Trigger != "replicas-mismatch" || sig.Fingerprint != "fp1" || sig.At.IsZero() {
 		t.Errorf("signal %+v", sig)
 	}
 	d.Record(ctx, o)

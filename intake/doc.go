@@ -51,25 +51,36 @@
 // validated with remediation's rules like any other.
 //
 // The remediation's incident is {source: <trigger name>, fingerprint:
-// <event fingerprint>}, so its workflow ID is reins-<trigger>-<fingerprint>:
-// every event of one incident joins the one remediation (conflict policy
-// "use existing"). Its requester is the agent "trigger:<name>" with the
+// <event fingerprint>}, so its workflow ID is
+// reins-<trigger>-<fingerprint>-<hash> (remediation.Plan.WorkflowID; the
+// hash, 16 hex digits, is of the exact trigger name and fingerprint, so
+// that incidents that read alike never share one): every event of one
+// incident joins the one remediation (conflict policy "use existing"). No
+// plan proposed through the gateway's agent door can take that ID: those
+// get IDs of their client's own. Its requester is the agent "trigger:<name>" with the
 // trigger's owner: the trigger answers for it, never the event's content.
 // A resolved event is signalled to the running remediation
 // (workflows.SignalIncidentResolved).
 //
 // Every event that starts nothing (no trigger matches, the playbook cannot
 // be filled, the input cannot be read) is recorded in the gateway's audit
-// chain, and so is every start, join and resolution.
+// chain, and so is every start, join and resolution. A record keeps a
+// bounded summary of its event (long values cut, labels past a total left
+// out, saying so), so that it fits the audit sink whatever the event; one
+// the sink still refuses for its size is recorded without the event's
+// content, and if even that is refused, a NATS message is terminated
+// rather than sent again.
 //
 // # Queued delivery
 //
 // The HTTP doors either dispatch an event themselves, answering once
 // Temporal accepted the start, or queue it (Queue): they read and check it
-// as the Dispatcher does (Dispatcher.Admit: a bad request is refused, an
-// unmatched event or an unfillable playbook recorded, and nothing of them
-// queued), publish each remaining event as its own message to the JetStream
-// stream the Consumer reads, and answer once JetStream stored it. The
+// as the Dispatcher does (Dispatcher.Admit: a bad request is refused, and
+// nothing of an unmatched event or an unfillable playbook is queued),
+// publish each remaining event as its own message to the JetStream stream
+// the Consumer reads, record the unmatched and refused events once
+// JetStream stored the others (a request answered 503 has recorded
+// nothing), and answer. The
 // Consumer then starts, joins or signals the remediation, exactly as for
 // any NATS message. A queued message's Nats-Msg-Id is a hash of its
 // content, so an identical event within the stream's duplicate window (2

@@ -189,8 +189,11 @@ func (c *checker) text(field, v string) {
 	}
 }
 
-// pairs checks a label or annotation map.
-func (c *checker) pairs(field string, m map[string]string) {
+// pairs checks a label or annotation map. Label values (printable) are
+// checked as other text fields are, without control characters: they
+// select triggers, fill plans' names and targets and are recorded;
+// annotation values (descriptions) may hold line breaks and tabs.
+func (c *checker) pairs(field string, m map[string]string, printable bool) {
 	if len(m) > c.limits.MaxLabels {
 		c.add(field, "has %d entries; at most %d are allowed (intake.limits.max_labels)", len(m), c.limits.MaxLabels)
 		return
@@ -213,6 +216,8 @@ func (c *checker) pairs(field string, m map[string]string) {
 			c.add(at, "is %d bytes long; at most %d are allowed (intake.limits.max_value_bytes)", len(v), c.limits.MaxValueBytes)
 		} else if !utf8.ValidString(v) {
 			c.add(at, "is not valid UTF-8")
+		} else if printable && strings.ContainsFunc(v, isControl) {
+			c.add(at, "contains a control character; send printable text")
 		}
 	}
 }
@@ -239,7 +244,9 @@ type Label struct {
 	Value string `json:"value"`
 }
 
-// EventSummary is the part of an event the audit record keeps.
+// EventSummary is the part of an event the audit record keeps. It is
+// bounded, whatever the event (see Summary), so that its record always fits
+// the audit sink.
 type EventSummary struct {
 	Kind        Kind    `json:"kind"`
 	Via         string  `json:"via"`
@@ -250,15 +257,70 @@ type EventSummary struct {
 	Status      Status  `json:"status,omitempty"`
 	Fingerprint string  `json:"fingerprint,omitempty"`
 	Labels      []Label `json:"labels,omitempty"`
+	// Truncated: some values were cut (they end in "…") or labels left
+	// out, to keep the record bounded; OmittedLabels counts those left out.
+	Truncated     bool `json:"truncated,omitempty"`
+	OmittedLabels int  `json:"omitted_labels,omitempty"`
 }
 
-// Summary is the event as the audit record keeps it: labels sorted by name.
+// Bounds of an EventSummary. An event's values may be up to
+// Limits.MaxValueBytes each, and encoding/json can write a byte as six
+// ("<" as \u003c): these, with Outcome's own bounds, keep a record under
+// 128 KiB whatever the event.
+const (
+	// maxSummaryTextBytes bounds the type, source, id, subject and
+	// fingerprint.
+	maxSummaryTextBytes = 512
+	// maxSummaryNameBytes and maxSummaryValueBytes bound a label's name and value.
+	maxSummaryNameBytes  = 128
+	maxSummaryValueBytes = 256
+	// maxSummaryLabelBytes bounds the names and values of all labels kept.
+	maxSummaryLabelBytes = 4 << 10
+)
+
+// Summary is the event as the audit record keeps it: labels sorted by
+// name; long values cut and, past a total, labels left out, which
+// Truncated and OmittedLabels say.
 func (e Event) Summary() EventSummary {
-	s := EventSummary{Kind: e.Kind, Via: e.Via, Type: e.Type, Source: e.Source, ID: e.ID, Subject: e.Subject, Status: e.Status, Fingerprint: e.Fingerprint}
+	s := EventSummary{Kind: e.Kind, Via: e.Via, Status: e.Status}
+	s.Type = s.cut(e.Type, maxSummaryTextBytes)
+	s.Source = s.cut(e.Source, maxSummaryTextBytes)
+	s.ID = s.cut(e.ID, maxSummaryTextBytes)
+	s.Subject = s.cut(e.Subject, maxSummaryTextBytes)
+	s.Fingerprint = s.cut(e.Fingerprint, maxSummaryTextBytes)
+	room := maxSummaryLabelBytes
 	for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
-		s.Labels = append(s.Labels, Label{Name: k, Value: e.Labels[k]})
+		l := Label{Name: s.cut(k, maxSummaryNameBytes), Value: s.cut(e.Labels[k], maxSummaryValueBytes)}
+		if len(l.Name)+len(l.Value) > room {
+			s.Truncated = true
+			s.OmittedLabels++
+			continue
+		}
+		room -= len(l.Name) + len(l.Value)
+		s.Labels = append(s.Labels, l)
 	}
 	return s
+}
+
+// cut returns v cut to at most limit bytes, and marks s truncated if it was.
+func (s *EventSummary) cut(v string, limit int) string {
+	c, cut := truncate(v, limit)
+	s.Truncated = s.Truncated || cut
+	return c
+}
+
+// truncate cuts v to at most limit bytes on a character boundary, ending
+// in "…" when it was cut.
+func truncate(v string, limit int) (string, bool) {
+	if len(v) <= limit {
+		return v, false
+	}
+	const ellipsis = "…"
+	n := max(limit-len(ellipsis), 0)
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return v[:n] + ellipsis, true
 }
 
 // stringMap reads a JSON object of strings, naming the member that is not a

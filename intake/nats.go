@@ -55,7 +55,11 @@ type ConsumerOptions struct {
 	// (file storage, kept 7 days). Default false: the stream must exist.
 	CreateStream bool
 	// AckWait is how long the server waits for a message's ack before it
-	// sends it again (to this gateway or another). Default 30s.
+	// sends it again (to this gateway or another). Default 30s. The
+	// consumer restarts it before each event of a message (InProgress) and
+	// gives each event three quarters of it (Temporal's start or signal,
+	// the audit record); an event not handled by then has the message sent
+	// again.
 	AckWait time.Duration
 	// MaxDeliver bounds the deliveries of one message. Only a message that
 	// Temporal or the audit sink kept failing is delivered again (each time
@@ -243,20 +247,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
+// eventTimeout bounds the handling of one event of a message: the
+// consumer tells the server it is still working on the message before each
+// event (InProgress, which restarts the AckWait), so an event must be done,
+// and the next one begun or the message acknowledged, within AckWait.
+func (c *Consumer) eventTimeout() time.Duration { return c.opts.AckWait * 3 / 4 }
+
 // handle dispatches one message's events and acknowledges it.
 func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.AckWait)
-	defer cancel()
 	log := c.opts.Logger.With("subject", msg.Subject())
 	delivered := uint64(1)
 	if md, err := msg.Metadata(); err == nil {
 		delivered = md.NumDelivered
 		log = log.With("stream_seq", md.Sequence.Stream, "delivered", delivered)
 	}
-	events, kind, err := c.decode(ctx, msg)
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, c.eventTimeout()) }
+	sctx, cancel := step()
+	events, kind, err := c.decode(sctx, msg)
 	if err != nil {
-		if _, rerr := c.dispatch.Refuse(ctx, kind, ViaNATS, err); rerr != nil {
-			c.retry(msg, delivered, log, rerr)
+		_, rerr := c.dispatch.Refuse(sctx, kind, ViaNATS, err)
+		cancel()
+		if rerr != nil {
+			c.fail(msg, delivered, log, rerr)
 			return
 		}
 		log.Warn("intake nats: message refused", "error", err)
@@ -265,23 +277,53 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		return
 	}
+	cancel()
 	outcomes := make([]Outcome, 0, len(events))
-	for _, ev := range events {
-		o, err := c.dispatch.Dispatch(ctx, ev)
+	for i, ev := range events {
+		if i > 0 {
+			// A message may hold up to Limits.MaxAlerts events: each one
+			// restarts the server's AckWait, so that a slow Temporal does
+			// not have the message sent again while it is in hand.
+			if err := msg.InProgress(); err != nil {
+				log.Warn("intake nats: in progress", "error", err)
+			}
+		}
+		sctx, cancel := step()
+		o, err := c.dispatch.Dispatch(sctx, ev)
+		cancel()
 		if err != nil {
-			c.retry(msg, delivered, log, err)
+			c.fail(msg, delivered, log, err)
 			return
 		}
 		outcomes = append(outcomes, o)
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
+	sctx, cancel = step()
+	err = msg.DoubleAck(sctx)
+	cancel()
+	if err != nil {
 		// Not acknowledged: it comes back, and its starts join.
 		log.Warn("intake nats: ack", "error", err)
 		return
 	}
 	for _, o := range outcomes {
-		c.dispatch.Record(ctx, o)
+		sctx, cancel := step()
+		c.dispatch.Record(sctx, o)
+		cancel()
 	}
+}
+
+// fail has msg sent again, or terminates it when sending it again cannot
+// help: the audit sink refuses the record of one of its events for its size.
+func (c *Consumer) fail(msg jetstream.Msg, delivered uint64, log *slog.Logger, cause error) {
+	var rerr *RecordError
+	if errors.As(cause, &rerr) && rerr.Permanent {
+		log.Error("intake nats: terminating the message: the audit sink refuses its record, even without the event's content, for its size; raise the audit sink's max payload (NATS max_payload, the stream's max_msg_size)", "error", cause)
+		if err := msg.Term(); err != nil {
+			log.Warn("intake nats: terminate", "error", err)
+		}
+		return
+	}
+	c.retry(msg, delivered, log, cause)
 }
 
 // retry has msg sent again after a delay, or records that it gave up.

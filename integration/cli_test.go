@@ -69,7 +69,7 @@ func TestStartRejectsBadPlans(t *testing.T) {
 				t.Errorf("plan validate: exit %d, output:\n%s", code, out)
 			}
 			resp, err := stack.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
-				Query: fmt.Sprintf("WorkflowId = 'reins-alertmanager-%s'", fp),
+				Query: fmt.Sprintf("WorkflowId = '%s'", incidentID("alertmanager", fp)),
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -443,15 +443,15 @@ func TestIntakeQueuedRefuses(t *testing.T) {
 	if err == nil {
 		err = json.Unmarshal(answer, &got)
 	}
-	if err != nil || code != http.StatusAccepted || len(got.Events) != 1 || got.Events[0].Result != intake.ResultQueued || got.Events[0].Remediation != "reins-it-replicas-"+fp {
-		t.Fatalf("good payload: %d %s %v, want queued for reins-it-replicas-%s", code, answer, err, fp)
+	if err != nil || code != http.StatusAccepted || len(got.Events) != 1 || got.Events[0].Result != intake.ResultQueued || got.Events[0].Remediation != incidentID("it-replicas", fp) {
+		t.Fatalf("good payload: %d %s %v, want queued for %s", code, answer, err, incidentID("it-replicas", fp))
 	}
 	if n := door.storedEvents(t); n != 1 {
 		t.Errorf("%d events queued, want 1", n)
 	}
 	ids := wantRemediations(t, door.queue, 1)
-	if ids[0] != "reins-it-replicas-"+fp {
-		t.Errorf("remediation %s, want reins-it-replicas-%s", ids[0], fp)
+	if ids[0] != incidentID("it-replicas", fp) {
+		t.Errorf("remediation %s, want %s", ids[0], incidentID("it-replicas", fp))
 	}
 	recs := door.sink.count()
 	if recs[gateway.AuditEventRefused] != 1 || recs[gateway.AuditEventUnmatched] != 1 {
@@ -493,7 +493,7 @@ func TestIntakeCloudEventsUnmatchedResolved(t *testing.T) {
 	}
 	wantRemediations(t, door.queue, 3)
 	signals := 0
-	for _, ev := range fetchHistory(t, "reins-it-replicas-"+fp).Events {
+	for _, ev := range fetchHistory(t, incidentID("it-replicas", fp)).Events {
 		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalIncidentResolved {
 			signals++
 		}

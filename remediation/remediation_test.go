@@ -28,7 +28,7 @@ func TestSamplePlanIsValid(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Steps) != 2 || *p.Steps[1].Params.Replicas != 6 || p.WorkflowID() != "reins-alertmanager-4f1c2a" {
+	if len(p.Steps) != 2 || *p.Steps[1].Params.Replicas != 6 || !strings.HasPrefix(p.WorkflowID(), "reins-alertmanager-4f1c2a-") {
 		t.Errorf("decoded %+v, id %s", p, p.WorkflowID())
 	}
 }

@@ -474,7 +474,8 @@ func printDevIntake(out io.Writer, cfg workers.Config, temporalAddress string) {
 	fmt.Fprintf(out, "    Its events are queued on NATS %s (stream %s, subject %s) and started by the gateway's consumer. Post one:\n", opts.URL, opts.Stream, subject)
 	fmt.Fprintf(out, "    curl -sS %s%s \\\n      -H \"Authorization: Bearer $(cat %s)\" -H 'Content-Type: application/json' \\\n      -d '%s'\n",
 		base, gateway.PathAlertmanager, in.TokenFile, alert)
-	fmt.Fprintf(out, "    then: temporal workflow list --address %s (remediation reins-%s-dev-checkout-replicas)\n", temporalAddress, devTrigger)
+	devID := remediation.Plan{Incident: remediation.Incident{Source: devTrigger, Fingerprint: "dev-checkout-replicas"}}.WorkflowID()
+	fmt.Fprintf(out, "    then: temporal workflow list --address %s (remediation %s)\n", temporalAddress, devID)
 	fmt.Fprintf(out, "    Alertmanager (alertmanager.yml):\n")
 	fmt.Fprintf(out, "      receivers:\n        - name: reins\n          webhook_configs:\n")
 	fmt.Fprintf(out, "            - url: %s%s\n              http_config: {authorization: {credentials_file: %s}}\n", base, gateway.PathAlertmanager, in.TokenFile)
