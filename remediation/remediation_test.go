@@ -80,7 +80,9 @@ func TestBadPlansNameTheField(t *testing.T) {
 		{"missing target", strings.Replace(good, `"target": {"namespace": "shop", "kind": "Deployment", "name": "checkout"},
      "params": {"replicas": 6}`, `"params": {"replicas": 6}`, 1), []string{"steps[1].target.kind", "steps[1].target.name", "steps[1].target.namespace"}},
 		{"negative replicas", strings.Replace(good, `"replicas": 6`, `"replicas": -1`, 1), []string{"steps[1].params.replicas"}},
-		{"replicas not a number", strings.Replace(good, `"replicas": 6`, `"replicas": "six"`, 1), []string{"steps.params.replicas"}},
+		{"replicas not a number", strings.Replace(good, `"replicas": 6`, `"replicas": "six"`, 1), []string{"steps[1].params.replicas"}},
+		{"replicas too large", strings.Replace(good, `"replicas": 6`, `"replicas": 3000000000`, 1), []string{"steps[1].params.replicas"}},
+		{"unknown step field", strings.Replace(good, `"replicas": 6}`, `"replicas": 6}, "replica": 6`, 1), []string{`steps[1]."replica"`}},
 		{"param of another action", strings.Replace(good, `"replicas": 6`, `"replicas": 6, "image": "x:1"`, 1), []string{"steps[1].params.image"}},
 		{"missing justification", strings.Replace(good, `"justification": "absorb the retry backlog while the rollback settles"`, `"justification": ""`, 1), []string{"steps[1].justification"}},
 		{"wrong kind", strings.Replace(good, `"kind": "Deployment", "name": "checkout"},
@@ -182,4 +184,20 @@ func FuzzDecode(f *testing.F) {
 			_ = p.StepDigest(i)
 		}
 	})
+}
+
+// A value of the wrong type in a step names the step and what is expected.
+func TestStepDecodeErrorsNameTheStep(t *testing.T) {
+	good := string(samplePlan(t))
+	for _, c := range []struct{ data, field, message string }{
+		{strings.Replace(good, `"replicas": 6`, `"replicas": "6"`, 1), "steps[1].params.replicas", "must be a whole number, got a JSON string"},
+		{strings.Replace(good, `"replicas": 6`, `"replicas": 3000000000`, 1), "steps[1].params.replicas", "must be a whole number of at most 2147483647"},
+		{strings.Replace(good, `"replicas": 6}`, `"replicas": 6}, "replica": 6`, 1), `steps[1]."replica"`, "is not a plan field"},
+	} {
+		_, err := DecodeBytes([]byte(c.data))
+		var verr *ValidationError
+		if !errors.As(err, &verr) || len(verr.Errors) != 1 || verr.Errors[0].Field != c.field || !strings.HasPrefix(verr.Errors[0].Message, c.message) {
+			t.Errorf("%v, want %s: %s", err, c.field, c.message)
+		}
+	}
 }
