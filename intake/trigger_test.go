@@ -212,7 +212,7 @@ func TestCompileRefuses(t *testing.T) {
 		{"playbook sets the incident", TriggerConfig{Name: "a", Playbook: json.RawMessage(`{"incident":{"source":"x"},"environment":"e","explanation":"x","steps":[` + step + `]}`)}, "triggers[0].playbook.incident"},
 		{"playbook sets the requester", TriggerConfig{Name: "a", Playbook: json.RawMessage(`{"requester":{"name":"root"},"environment":"e","explanation":"x","steps":[` + step + `]}`)}, "triggers[0].playbook.requester"},
 		{"unknown plan field", TriggerConfig{Name: "a", Playbook: json.RawMessage(`{"enviroment":"e"}`)}, "triggers[0].playbook.enviroment"},
-		{"replicas as a template", TriggerConfig{Name: "a", Playbook: json.RawMessage(`{"steps":[{"params":{"replicas":"{{ .labels.n }}"}}]}`)}, "triggers[0].playbook.steps.params.replicas"},
+		{"replicas as a template", TriggerConfig{Name: "a", Playbook: json.RawMessage(`{"steps":[{"params":{"replicas":"{{ .labels.n }}"}}]}`)}, "triggers[0].playbook.steps[0].params.replicas"},
 		{"bad template", TriggerConfig{Name: "a", Playbook: json.RawMessage(`{"environment":"e","explanation":"{{ .labels.x ","steps":[` + step + `]}`)}, "triggers[0].playbook.explanation"},
 		{"bad kind", TriggerConfig{Name: "a", Match: MatchConfig{Kind: "email"}, Playbook: json.RawMessage(good)}, "triggers[0].match.kind"},
 		{"matcher without operator", TriggerConfig{Name: "a", Match: MatchConfig{Labels: []string{"severity"}}, Playbook: json.RawMessage(good)}, "triggers[0].match.labels[0]"},
