@@ -299,6 +299,17 @@ func TestIntakeIsMounted(t *testing.T) {
 	}
 }
 
+// startNATS starts an embedded NATS server with JetStream until the test ends.
+func startNATS(t *testing.T, ctx context.Context, logger *slog.Logger) *devstack.NATS {
+	t.Helper()
+	ns, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	return ns
+}
+
 // Queued delivery: the events a trigger takes are answered "queued" once
 // JetStream stored them, and the consumer starts their remediations; an
 // identical event is stored once and answered "duplicate"; a bad payload
@@ -308,11 +319,7 @@ func TestIntakeQueued(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	ns, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
+	ns := startNATS(t, ctx, logger)
 	d, tmp, sink := intakeDispatcher(t)
 	opts := intake.ConsumerOptions{URL: ns.URL, Stream: "EVENTS", Subject: "events.>", Durable: "gateway", CreateStream: true, Logger: logger}
 	cons, err := intake.NewConsumer(ctx, opts, d)
@@ -425,11 +432,7 @@ func TestIntakeQueuedRecordsOnlyAfterThePublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	ns, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
+	ns := startNATS(t, ctx, logger)
 	nc, err := nats.Connect(ns.URL)
 	if err != nil {
 		t.Fatal(err)
