@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -161,6 +162,37 @@ func TestFileStoresEachRecordOnceAndSyncs(t *testing.T) {
 	info, err := os.Stat(path)
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("file mode %v (%v), want 0600", info.Mode(), err)
+	}
+}
+
+// A record whose fsync failed is not reported present until a later
+// fsync succeeded: the line may be in the file but not on disk.
+func TestFileRecordCountsOnlyOnceSynced(t *testing.T) {
+	raws, recs := chain(t, "rem", "run", 0)
+	f, err := OpenFile(filepath.Join(t.TempDir(), "audit.jsonl"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syncs, fail := 0, true
+	f.sync = func(*os.File) error {
+		syncs++
+		if fail {
+			return errors.New("input/output error")
+		}
+		return nil
+	}
+	ctx := context.Background()
+	if _, err := f.Store(ctx, recs[0], raws[0]); err == nil || !strings.Contains(err.Error(), "fsync") {
+		t.Fatalf("store with a failing fsync: %v", err)
+	}
+	// Still failing: the record found in the file is not present yet.
+	if present, err := f.Store(ctx, recs[0], raws[0]); err == nil || present {
+		t.Fatalf("retry with a failing fsync: present %t, %v", present, err)
+	}
+	fail = false
+	if present, err := f.Store(ctx, recs[0], raws[0]); err != nil || !present || syncs != 3 {
+		t.Fatalf("retry: present %t, %v after %d fsyncs; want present once synced (3)", present, err, syncs)
 	}
 }
 

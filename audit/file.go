@@ -28,6 +28,8 @@ type File struct {
 	// indexed is how many bytes of the file ids holds the records of.
 	indexed int64
 	ids     map[[32]byte]struct{}
+	// sync flushes the file to disk: (*os.File).Sync.
+	sync func(*os.File) error
 }
 
 // OpenFile opens (creating it, and its folder, if needed) the audit file at
@@ -43,7 +45,7 @@ func OpenFile(path string, logger *slog.Logger) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit file: open %s: %w", path, err)
 	}
-	a := &File{path: path, logger: logger, f: f, ids: map[[32]byte]struct{}{}}
+	a := &File{path: path, logger: logger, f: f, ids: map[[32]byte]struct{}{}, sync: (*os.File).Sync}
 	err = a.locked(func() error { return a.catchUp() })
 	if err != nil {
 		f.Close()
@@ -81,6 +83,11 @@ func (a *File) Store(_ context.Context, rec remediation.AuditRecord, raw []byte)
 			return err
 		}
 		if _, ok := a.ids[key]; ok {
+			// It may be the line of an earlier Store whose fsync failed:
+			// it counts only once it is on disk.
+			if err := a.sync(a.f); err != nil {
+				return fmt.Errorf("audit file: fsync %s: %w", a.path, err)
+			}
 			present = true
 			return nil
 		}
@@ -89,7 +96,7 @@ func (a *File) Store(_ context.Context, rec remediation.AuditRecord, raw []byte)
 		if _, err := a.f.Write(line); err != nil {
 			return fmt.Errorf("audit file: append %s to %s: %w", rec.Label(), a.path, err)
 		}
-		if err := a.f.Sync(); err != nil {
+		if err := a.sync(a.f); err != nil {
 			return fmt.Errorf("audit file: fsync %s: %w", a.path, err)
 		}
 		a.indexed += int64(len(line))
