@@ -56,6 +56,9 @@ type Kubernetes struct {
 	Writers ClientSource
 	// PollInterval is how often Verify looks. Default 500ms.
 	PollInterval time.Duration
+	// Cluster names the cluster Reader and Writers reach (config
+	// cluster); a step whose target names another cluster is refused.
+	Cluster string
 }
 
 func (k *Kubernetes) pollInterval() time.Duration {
@@ -65,8 +68,24 @@ func (k *Kubernetes) pollInterval() time.Duration {
 	return k.PollInterval
 }
 
+// otherCluster refuses a step whose target names a cluster other than the
+// one this worker reaches (worker): a final error naming both; nil when the
+// target names no cluster or this one.
+func otherCluster(worker string, t remediation.Target) error {
+	switch {
+	case t.Cluster == "" || t.Cluster == worker:
+		return nil
+	case worker == "":
+		return final(remediation.ErrInvalid, "target.cluster is %q, but this worker's cluster has no name: set cluster in its config, or leave target.cluster out", t.Cluster)
+	}
+	return final(remediation.ErrInvalid, "target.cluster is %q, but this worker acts on cluster %q: run the plan where a worker for %q polls", t.Cluster, worker, t.Cluster)
+}
+
 // Observe captures the target's current state.
 func (k *Kubernetes) Observe(ctx context.Context, in remediation.ObserveInput) (remediation.ObserveResult, error) {
+	if err := otherCluster(k.Cluster, in.Step.Target); err != nil {
+		return remediation.ObserveResult{}, err
+	}
 	snap, err := observe(ctx, k.Reader, in.Step)
 	if err != nil {
 		return remediation.ObserveResult{}, err
@@ -220,6 +239,9 @@ func copyInt32(p *int32) *int32 {
 // "reins") and stamps the reins annotations, so a retry writes the same thing
 // again.
 func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (res remediation.ExecuteResult, err error) {
+	if err := otherCluster(k.Cluster, in.Step.Target); err != nil {
+		return remediation.ExecuteResult{}, err
+	}
 	current, err := observe(ctx, k.Reader, in.Step)
 	if err != nil {
 		return remediation.ExecuteResult{}, err
@@ -339,6 +361,9 @@ func sameObject(step remediation.Step, before, current remediation.Snapshot) err
 // is gone needs no undo, and neither does one replaced by a namesake: the
 // object the step acted on is gone, and the namesake is never touched.
 func (k *Kubernetes) Compensate(ctx context.Context, in remediation.CompensateInput) (res remediation.CompensateResult, err error) {
+	if err := otherCluster(k.Cluster, in.Step.Target); err != nil {
+		return remediation.CompensateResult{}, err
+	}
 	if in.Step.Action.Irreversible() {
 		return remediation.CompensateResult{}, final(remediation.ErrInvalid, "%s is irreversible and has no compensation", in.Step.Action)
 	}

@@ -43,6 +43,9 @@ type Policy struct {
 	Reader kubernetes.Interface
 	// Denials counts recent denials of a requester.
 	Denials DenialCounter
+	// Cluster names the cluster Reader reaches (config cluster): a step
+	// that names another is denied, its state being unreadable here.
+	Cluster string
 }
 
 // Evaluate returns the decision on step in.Index. Failing to read the
@@ -59,6 +62,9 @@ func (p *Policy) Evaluate(ctx context.Context, in remediation.PolicyInput) (reme
 		return deny(fmt.Sprintf("step %d is not in the plan", in.Index))
 	}
 	step := in.Plan.Steps[in.Index]
+	if err := otherCluster(p.Cluster, step.Target); err != nil {
+		return deny("the step is denied: " + err.Error())
+	}
 	state, err := observe(ctx, p.Reader, step)
 	if err != nil {
 		return deny("could not read the current state of " + step.Target.String() + ", so the step is denied: " + err.Error())

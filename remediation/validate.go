@@ -41,6 +41,11 @@ var (
 	idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
 )
 
+// IsDNSName reports whether s is a DNS subdomain name as Kubernetes names
+// objects (and reins names clusters): lower-case letters, digits, '-' and
+// '.', at most 253 characters.
+func IsDNSName(s string) bool { return len(s) <= 253 && subdomainRE.MatchString(s) }
+
 type validator struct{ errs []FieldError }
 
 func (v *validator) add(field, format string, args ...any) {

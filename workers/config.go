@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/reins-dev/reins/remediation"
 )
 
 // Environment variables that override the config file.
@@ -54,6 +56,11 @@ type Config struct {
 	// Kubeconfig of the worker's own identity (read-only in production). Default:
 	// $KUBECONFIG, then ~/.kube/config, then in-cluster.
 	Kubeconfig string `json:"kubeconfig"`
+	// Cluster names the Kubernetes cluster the kubeconfig reaches. A step
+	// whose target names a cluster (target.cluster) must name this one:
+	// the worker never acts on one cluster for a plan meant for another.
+	// Default "": steps that name a cluster are refused.
+	Cluster string `json:"cluster"`
 	// PolicyDir is the operator's policy bundle folder, reloaded when it
 	// changes. Default: the bundle built into reins.
 	PolicyDir string `json:"policy_dir"`
@@ -186,6 +193,9 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.TaskQueue) == "" {
 		bad("task_queue", "is empty; leave it out for the default %q", "reins")
+	}
+	if c.Cluster != "" && !remediation.IsDNSName(c.Cluster) {
+		bad("cluster", "must be a DNS name (lower-case letters, digits, '-', '.'), as plans name it in target.cluster; got %q", c.Cluster)
 	}
 	for _, d := range []struct {
 		name string

@@ -83,3 +83,15 @@ func TestGatewayClientNamesBadFields(t *testing.T) {
 		t.Errorf("missing token file: %v", err)
 	}
 }
+
+func TestConfigClusterIsADNSName(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Cluster = "prod-eu-1"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("cluster prod-eu-1: %v", err)
+	}
+	cfg.Cluster = "Prod EU"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `config cluster: must be a DNS name`) {
+		t.Fatalf("cluster %q: %v", cfg.Cluster, err)
+	}
+}

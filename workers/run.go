@@ -132,8 +132,8 @@ func NewWorker(cfg Config, c sdkclient.Client, kube kubernetes.Interface, logger
 	w := worker.New(c, cfg.TaskQueue, worker.Options{})
 	RegisterWorkflows(w)
 	RegisterActivities(w, Activities{
-		Policy:     &activities.Policy{Engine: engine, Reader: kube, Denials: VisibilityDenials{Client: c}},
-		Kubernetes: &activities.Kubernetes{Reader: kube, Writers: writers},
+		Policy:     &activities.Policy{Engine: engine, Reader: kube, Denials: VisibilityDenials{Client: c}, Cluster: cfg.Cluster},
+		Kubernetes: &activities.Kubernetes{Reader: kube, Writers: writers, Cluster: cfg.Cluster},
 		Approvals:  &activities.Approvals{Keys: keys},
 		Audit:      &activities.Audit{Sinks: sinks.Sinks},
 		Slack:      slack,
