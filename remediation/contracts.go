@@ -94,6 +94,13 @@ type VerifyInput struct {
 	Before Snapshot `json:"before"`
 	// Timeout bounds the wait; zero means the worker's default.
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Deadline is the absolute time by which the step must be verified. The
+	// workflow sets it once, so that retried attempts share one deadline
+	// instead of each waiting Timeout again; each attempt waits until the
+	// earliest of Deadline, its start plus Timeout and its own context
+	// deadline, and an attempt that starts after Deadline fails at once.
+	// Zero: Timeout from the attempt's start.
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // VerifyResult says what was observed.

@@ -257,7 +257,8 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 
 	st.State = remediation.StepVerifying
 	var verified remediation.VerifyResult
-	vin := remediation.VerifyInput{StepRef: r.ref(i), Before: observed.Snapshot, Timeout: r.opts.VerifyTimeout}
+	// One deadline for every attempt: a retry does not start the wait again.
+	vin := remediation.VerifyInput{StepRef: r.ref(i), Before: observed.Snapshot, Timeout: r.opts.VerifyTimeout, Deadline: workflow.Now(ctx).Add(r.opts.VerifyTimeout)}
 	if err := workflow.ExecuteActivity(withActivity(ctx, verifyOptions("verify "+st.Description, r.opts.VerifyTimeout)),
 		remediation.ActivityVerify, vin).Get(ctx, &verified); err != nil {
 		st.State = remediation.StepFailed

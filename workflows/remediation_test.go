@@ -38,6 +38,8 @@ type fakes struct {
 	// posts and updates are the approval messages asked for, in order.
 	posts   []remediation.ApprovalRequest
 	updates []remediation.UpdateApprovalInput
+	// verifyDeadlines are the deadlines Verify was given, in order.
+	verifyDeadlines []time.Time
 	// duringPolicy and duringWrite run inside Evaluate and Execute of a
 	// step, before they answer (Execute records "wrote i" after it).
 	duringPolicy, duringWrite map[int]func()
@@ -138,6 +140,9 @@ func (f *fakes) audit(t *testing.T) ([][]byte, []string) {
 
 func (f *fakes) Verify(_ context.Context, in remediation.VerifyInput) (remediation.VerifyResult, error) {
 	f.record("verify %d", in.Index)
+	f.mu.Lock()
+	f.verifyDeadlines = append(f.verifyDeadlines, in.Deadline)
+	f.mu.Unlock()
 	if err := f.verifyErr[in.Index]; err != nil {
 		return remediation.VerifyResult{}, err
 	}
@@ -371,6 +376,26 @@ func TestAbortDuringPolicyIsNoDenial(t *testing.T) {
 			}
 			equal(t, "compensations", f.compensations(), []string{"compensate 0"})
 		})
+	}
+}
+
+// Each step's verification gets one deadline, VerifyTimeout after it
+// starts, that its retries share.
+func TestVerifyGetsADeadline(t *testing.T) {
+	f := newFakes()
+	env := newEnv(t, f)
+	start := time.Now()
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(scaleStep("a", 4)), Options: RemediationOptions{VerifyTimeout: 7 * time.Minute}})
+	if st, errType := result(t, env); st.State != remediation.StateCompleted {
+		t.Fatalf("state %s (%s)", st.State, errType)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.verifyDeadlines) != 1 {
+		t.Fatalf("%d verifications", len(f.verifyDeadlines))
+	}
+	if d := f.verifyDeadlines[0].Sub(start); d < 7*time.Minute-time.Minute || d > 7*time.Minute+time.Minute {
+		t.Errorf("deadline %s after the start, want about 7m", d)
 	}
 }
 
