@@ -274,3 +274,12 @@ func redactURL(urls string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// TooLarge reports whether a sink refused a record for its size, which no
+// retry changes: the NATS server's max_payload, or the stream's
+// max_msg_size.
+func TooLarge(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
+}

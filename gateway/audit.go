@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/reins-dev/reins/audit"
 	"github.com/reins-dev/reins/remediation"
 )
 
@@ -55,16 +56,26 @@ type Recorder struct {
 	source string
 	runID  string
 	log    *slog.Logger
+	now    func() time.Time
 
 	mu   sync.Mutex
 	seq  int64
 	prev string
-	// backlog holds, per sink, the records it failed to store, oldest
-	// first, and backlogBytes their size: they are stored again, in order,
-	// before that sink's next record, so that a sink that was down gets the
-	// whole chain once it is back.
-	backlog      [][]pendingRecord
-	backlogBytes []int
+	// held is, per sink, what it has yet to store (see sinkState).
+	held []sinkState
+}
+
+// sinkState is what one sink has yet to store: the records it failed to
+// store, oldest first, which are stored again, in order, before its next one
+// (so that a sink that was down gets the whole chain once it is back), and
+// when to try it again.
+type sinkState struct {
+	backlog []pendingRecord
+	bytes   int
+	// retryAt: until then a failing sink is not called, and records queue
+	// behind its backlog; backoff is the wait after its next failure.
+	retryAt time.Time
+	backoff time.Duration
 }
 
 // pendingRecord is a record a sink has yet to store.
@@ -73,11 +84,14 @@ type pendingRecord struct {
 	enc []byte
 }
 
-// Bounds of the recorder: how long one Record may spend storing, and how
-// much a sink that is down may hold back before the oldest records are
-// dropped (each drop is logged: the chain in that sink then has a gap).
+// Bounds of the recorder: how long one sink may take to store a record (the
+// caller's deadline, if sooner, applies too); how long a failing sink is
+// left alone, at most; and how much it may hold back before its oldest
+// records are dropped (each drop is logged: that sink's chain then has a
+// gap).
 const (
-	recordTimeout   = 15 * time.Second
+	sinkTimeout     = 5 * time.Second
+	maxSinkBackoff  = 30 * time.Second
 	maxBacklogBytes = 64 << 20
 )
 
@@ -97,40 +111,51 @@ func NewRecorder(sinks []AuditSink, namespace string, log *slog.Logger) (*Record
 		log = slog.Default()
 	}
 	return &Recorder{sinks: sinks, source: remediation.AuditSource(namespace), runID: "gateway-" + hex.EncodeToString(id[:]), log: log,
-		backlog: make([][]pendingRecord, len(sinks)), backlogBytes: make([]int, len(sinks))}, nil
+		now: time.Now, held: make([]sinkState, len(sinks))}, nil
 }
 
 // RunID is this process's chain.
 func (r *Recorder) RunID() string { return r.runID }
 
 // Record appends a record of typ with data (a struct without maps) to the
-// chain and stores it in every sink. A sink that fails is logged and
-// reported, and keeps the record (with any it failed before) to store again,
-// in order, before its next one; callers decide whether a failed record
-// stops them. The stores do not end with ctx (a client that goes away must
-// not cut a sink's chain); they are bounded by recordTimeout.
+// chain and stores it in every sink; callers decide whether a failed record
+// stops them. A sink that fails keeps the record, with any it failed before,
+// to store in order once it works again; meanwhile it is left alone for a
+// while (1 s, doubling up to 30 s), so that a sink that hangs slows one
+// record down, not each. A record a sink refuses for good (too large for
+// NATS) is not kept: that sink's chain has a gap, which is logged, and a
+// record no sink took leaves the chain as it was. A client that goes away
+// does not cut the stores short; each is bounded by sinkTimeout and by
+// ctx's deadline.
 func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
 	raw, err := remediation.AuditData(data)
 	if err != nil {
 		return fmt.Errorf("gateway audit %s: %w", typ, err)
 	}
 	r.mu.Lock()
-	enc, rec, err := remediation.NewAuditRecord(r.source, RecorderSubject, r.runID, typ, r.seq+1, r.prev, time.Now(), raw)
+	defer r.mu.Unlock()
+	enc, rec, err := remediation.NewAuditRecord(r.source, RecorderSubject, r.runID, typ, r.seq+1, r.prev, r.now(), raw)
 	if err != nil {
-		r.mu.Unlock()
 		return fmt.Errorf("gateway audit %s: %w", typ, err)
 	}
+	seq, prev := r.seq, r.prev
 	r.seq, r.prev = rec.Seq, rec.ID
 	// Stored under the lock so that every sink sees the chain in order.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
 	var errs []error
+	refused := 0
 	for i, s := range r.sinks {
-		if err := r.storeIn(sctx, i, pendingRecord{rec, enc}); err != nil {
+		gone, err := r.storeIn(ctx, i, pendingRecord{rec, enc})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
+		if gone {
+			refused++
+		}
 	}
-	r.mu.Unlock()
+	if refused == len(r.sinks) {
+		// No sink has it or will: the next record takes its place.
+		r.seq, r.prev = seq, prev
+	}
 	if err := errors.Join(errs...); err != nil {
 		r.log.Error("gateway audit record not stored everywhere", "type", typ, "seq", rec.Seq, "error", err)
 		return fmt.Errorf("gateway audit %s #%d: %w", typ, rec.Seq, err)
@@ -139,31 +164,61 @@ func (r *Recorder) Record(ctx context.Context, typ string, data any) error {
 }
 
 // storeIn stores sink i's backlog, then p, in order, stopping at the first
-// failure; what is left stays in the backlog, whose oldest records are
-// dropped beyond maxBacklogBytes. r.mu is held.
-func (r *Recorder) storeIn(ctx context.Context, i int, p pendingRecord) error {
-	r.backlog[i] = append(r.backlog[i], p)
-	r.backlogBytes[i] += len(p.enc)
-	stored := 0
-	var err error
-	for _, q := range r.backlog[i] {
-		if _, err = r.sinks[i].Store(ctx, q.rec, q.enc); err != nil {
-			break
+// failure, unless the sink is being left alone after one; what is left stays
+// in the backlog, whose oldest records are dropped beyond maxBacklogBytes.
+// gone reports that the sink refused p for good. r.mu is held.
+func (r *Recorder) storeIn(ctx context.Context, i int, p pendingRecord) (gone bool, err error) {
+	h, sink := &r.held[i], r.sinks[i]
+	h.backlog = append(h.backlog, p)
+	h.bytes += len(p.enc)
+	if now := r.now(); now.Before(h.retryAt) {
+		err = fmt.Errorf("failing; not tried again before %s", h.retryAt.Format(time.RFC3339))
+	} else {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sinkTimeout)
+		if dl, ok := ctx.Deadline(); ok {
+			sctx, cancel = context.WithDeadline(sctx, dl)
 		}
-		r.backlogBytes[i] -= len(q.enc)
-		stored++
+		for len(h.backlog) > 0 {
+			q := h.backlog[0]
+			serr := sinkStore(sctx, sink, q)
+			if serr != nil && !audit.TooLarge(serr) {
+				err = serr
+				break
+			}
+			if serr != nil {
+				// Refused for good: storing it again cannot help.
+				r.log.Error("gateway audit record dropped: its sink refuses it for its size; that sink's chain has a gap", "sink", sink.Name(),
+					"type", q.rec.Type, "seq", q.rec.Seq, "id", q.rec.ID, "error", serr)
+				if q.rec.ID == p.rec.ID {
+					err, gone = serr, true
+				}
+			}
+			h.backlog = h.backlog[1:]
+			h.bytes -= len(q.enc)
+		}
+		cancel()
+		if len(h.backlog) == 0 {
+			h.retryAt, h.backoff = time.Time{}, 0
+		} else {
+			h.backoff = min(max(2*h.backoff, time.Second), maxSinkBackoff)
+			h.retryAt = now.Add(h.backoff)
+		}
 	}
-	r.backlog[i] = r.backlog[i][stored:]
-	for len(r.backlog[i]) > 1 && r.backlogBytes[i] > maxBacklogBytes {
-		lost := r.backlog[i][0]
-		r.backlog[i] = r.backlog[i][1:]
-		r.backlogBytes[i] -= len(lost.enc)
-		r.log.Error("gateway audit record dropped: its sink has been failing and holds too much back", "sink", r.sinks[i].Name(),
+	for len(h.backlog) > 1 && h.bytes > maxBacklogBytes {
+		lost := h.backlog[0]
+		h.backlog = h.backlog[1:]
+		h.bytes -= len(lost.enc)
+		r.log.Error("gateway audit record dropped: its sink has been failing and holds too much back", "sink", sink.Name(),
 			"type", lost.rec.Type, "seq", lost.rec.Seq, "id", lost.rec.ID)
 	}
-	if err != nil && len(r.backlog[i]) > 1 {
-		err = fmt.Errorf("%w (%d records held back for this sink)", err, len(r.backlog[i]))
+	if err != nil && len(h.backlog) > 1 {
+		err = fmt.Errorf("%w (%d records held back for this sink)", err, len(h.backlog))
 	}
+	return gone, err
+}
+
+func sinkStore(ctx context.Context, s AuditSink, p pendingRecord) error {
+	_, err := s.Store(ctx, p.rec, p.enc)
 	return err
 }
 

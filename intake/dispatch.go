@@ -7,11 +7,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.temporal.io/api/serviceerror"
 	sdkclient "go.temporal.io/sdk/client"
 
+	"github.com/reins-dev/reins/audit"
 	"github.com/reins-dev/reins/remediation"
 	"github.com/reins-dev/reins/workflows"
 )
@@ -124,15 +123,6 @@ func (e *RecordError) Error() string {
 }
 
 func (e *RecordError) Unwrap() error { return e.Err }
-
-// tooLargeForSink reports that an audit sink refused a record for its
-// size, which no retry changes: the NATS server's max_payload, or the
-// stream's max_msg_size.
-func tooLargeForSink(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, nats.ErrMaxPayload) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
-}
 
 // Recorder writes one audit record per outcome (the gateway's audit chain).
 type Recorder interface {
@@ -335,12 +325,12 @@ func (d *Dispatcher) RecordNow(ctx context.Context, o *Outcome) error {
 // it writes o's short record instead. The error is a *RecordError.
 func (d *Dispatcher) store(ctx context.Context, o Outcome) error {
 	err := d.recorder.RecordIntake(ctx, o.bounded())
-	if err != nil && tooLargeForSink(err) {
+	if err != nil && audit.TooLarge(err) {
 		d.log.Error("intake: the audit sink refused an event's record as too large; recording it without the event's content", "result", o.Result, "remediation", o.Remediation, "error", err)
 		err = d.recorder.RecordIntake(ctx, o.short(err))
 	}
 	if err != nil {
-		return &RecordError{Result: o.Result, Err: err, Permanent: tooLargeForSink(err)}
+		return &RecordError{Result: o.Result, Err: err, Permanent: audit.TooLarge(err)}
 	}
 	return nil
 }
