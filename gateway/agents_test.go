@@ -141,9 +141,9 @@ type agentEnv struct {
 func newAgentEnv(t testing.TB) *agentEnv {
 	t.Helper()
 	clients, err := NewClients([]Client{
-		{Principal: Principal{Name: "fixer", Kind: KindAgent, Owner: "alice"}, TokenSHA256: mustHash(t, fixerToken), Rate: "unlimited"},
+		{Principal: Principal{Name: "fixer", Kind: KindAgent, Owner: "alice@example.com"}, TokenSHA256: mustHash(t, fixerToken), Rate: "unlimited"},
 		{Principal: Principal{Name: "other", Kind: KindAgent}, TokenSHA256: mustHash(t, otherToken), Rate: "unlimited"},
-		{Principal: Principal{Name: "oncall", Kind: KindHuman, Groups: []string{"sre"}}, TokenSHA256: mustHash(t, oncallToken), Rate: "unlimited"},
+		{Principal: Principal{Name: "oncall@example.com", Kind: KindHuman, Groups: []string{"sre"}}, TokenSHA256: mustHash(t, oncallToken), Rate: "unlimited"},
 		{Principal: Principal{Name: "slow", Kind: KindAgent}, TokenSHA256: mustHash(t, slowToken), Rate: "1/h", Burst: 2},
 	})
 	if err != nil {
@@ -256,7 +256,7 @@ func TestAgentProposeStartsAsTheAuthenticatedAgent(t *testing.T) {
 	if len(plans) != 1 {
 		t.Fatalf("%d plans started", len(plans))
 	}
-	if want := (remediation.Requester{Kind: remediation.RequesterAgent, Name: "fixer", Owner: "alice"}); plans[0].Requester != want {
+	if want := (remediation.Requester{Kind: remediation.RequesterAgent, Name: "fixer", Owner: "alice@example.com"}); plans[0].Requester != want {
 		t.Errorf("requester %+v, want %+v", plans[0].Requester, want)
 	}
 	typ, ev := e.sink.last(t)
@@ -301,10 +301,10 @@ func TestHumanProposeStartsAsTheHuman(t *testing.T) {
 		t.Fatalf("propose: %s %s", resp.Status, body)
 	}
 	plans := e.temporal.plans()
-	if want := (remediation.Requester{Kind: remediation.RequesterHuman, Name: "oncall"}); len(plans) != 1 || plans[0].Requester != want {
+	if want := (remediation.Requester{Kind: remediation.RequesterHuman, Name: "oncall@example.com"}); len(plans) != 1 || plans[0].Requester != want {
 		t.Fatalf("started %+v, want one plan requested by %+v", plans, want)
 	}
-	if typ, ev := e.sink.last(t); typ != AuditAgentStarted || ev.Client != "oncall" || ev.Kind != KindHuman {
+	if typ, ev := e.sink.last(t); typ != AuditAgentStarted || ev.Client != "oncall@example.com" || ev.Kind != KindHuman {
 		t.Errorf("audit %s %+v", typ, ev)
 	}
 }
@@ -544,7 +544,7 @@ func FuzzDecodePlanRequest(f *testing.F) {
 	f.Add(`{"REQUESTER":{"kind":"agent","name":"x"},"incident":{"source":"a","fingerprint":"b"}}`)
 	f.Add(`{"id":"x/y","steps":[{"action":"kubernetes.delete-pod","target":{"namespace":"a","kind":"Pod","name":"p"},"justification":"j"}]}`)
 	f.Add(`[]`)
-	agent := Principal{Name: "fixer", Kind: KindAgent, Owner: "alice"}
+	agent := Principal{Name: "fixer", Kind: KindAgent, Owner: "alice@example.com"}
 	f.Fuzz(func(t *testing.T, data string) {
 		plan, fields := decodePlanRequest([]byte(data), agent)
 		for _, fp := range fields {

@@ -31,6 +31,13 @@ const maxTokenBytes = 512
 // ("agent:<name>") and an approver's identity.
 var clientNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$`)
 
+// isEmail reports whether s looks like an e-mail address: one '@' between
+// a local part and a domain with a dot.
+func isEmail(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && !strings.Contains(domain, "@") && strings.Contains(strings.Trim(domain, "."), ".")
+}
+
 // Client is one caller the gateway knows: an agent or a human, who proves
 // who they are with a bearer token (of which the gateway holds only the
 // SHA-256) or with a client certificate (mTLS).
@@ -101,7 +108,13 @@ func NewClients(list []Client) (*Clients, error) {
 			if len(cl.Groups) > 0 {
 				errs = append(errs, fmt.Errorf("%s.groups: agent %q cannot be in approver groups; only humans co-sign", at, cl.Name))
 			}
+			if cl.Owner != "" && !isEmail(cl.Owner) {
+				errs = append(errs, fmt.Errorf("%s.owner %q: name the agent's owner by their e-mail address (e.g. dana@example.com), as Slack knows approvers, so that they cannot co-sign the agent's steps there", at, cl.Owner))
+			}
 		case KindHuman:
+			if !isEmail(cl.Name) {
+				errs = append(errs, fmt.Errorf("%s.name %q: name a human by their e-mail address (e.g. dana@example.com), as Slack knows approvers, so that they cannot co-sign in Slack what they started", at, cl.Name))
+			}
 			if len(cl.Groups) == 0 {
 				errs = append(errs, fmt.Errorf("%s.groups: human %q needs at least one approver group", at, cl.Name))
 			}

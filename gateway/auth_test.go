@@ -26,8 +26,8 @@ func mustHash(t testing.TB, token string) string {
 
 func TestClientsAuthenticateByToken(t *testing.T) {
 	clients, err := NewClients([]Client{
-		{Principal: Principal{Name: "fixer", Kind: KindAgent, Owner: "alice"}, TokenSHA256: mustHash(t, "fixer-token")},
-		{Principal: Principal{Name: "oncall", Kind: KindHuman, Groups: []string{"sre"}}, TokenSHA256: mustHash(t, "oncall-token")},
+		{Principal: Principal{Name: "fixer", Kind: KindAgent, Owner: "alice@example.com"}, TokenSHA256: mustHash(t, "fixer-token")},
+		{Principal: Principal{Name: "oncall@example.com", Kind: KindHuman, Groups: []string{"sre"}}, TokenSHA256: mustHash(t, "oncall-token")},
 		{Principal: Principal{Name: "mtls-only", Kind: KindAgent}, CertSubject: "mtls-only"},
 	})
 	if err != nil {
@@ -43,7 +43,7 @@ func TestClientsAuthenticateByToken(t *testing.T) {
 	for auth, want := range map[string]string{
 		"Bearer fixer-token":    "fixer",
 		"bearer fixer-token":    "fixer",
-		"Bearer  oncall-token ": "oncall",
+		"Bearer  oncall-token ": "oncall@example.com",
 	} {
 		p, err := clients.Authenticate(req(auth))
 		if err != nil || p.Name != want {
@@ -51,7 +51,7 @@ func TestClientsAuthenticateByToken(t *testing.T) {
 		}
 	}
 	p, _ := clients.Authenticate(req("Bearer fixer-token"))
-	if p.Kind != KindAgent || p.Owner != "alice" {
+	if p.Kind != KindAgent || p.Owner != "alice@example.com" {
 		t.Errorf("fixer's principal %+v", p)
 	}
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer wrong", "Basic Zml4ZXI6eA==", "fixer-token",
@@ -86,8 +86,14 @@ func TestNewClientsRefusesBadClients(t *testing.T) {
 			[]string{"clients[0].token_sha256"}},
 		{"no credential", []Client{{Principal: Principal{Name: "a", Kind: KindAgent}}}, []string{"clients[0]: client \"a\" has no credential"}},
 		{"agent with groups", []Client{{Principal: Principal{Name: "a", Kind: KindAgent, Groups: []string{"sre"}}, TokenSHA256: h}}, []string{"clients[0].groups"}},
-		{"human without groups, with owner", []Client{{Principal: Principal{Name: "a", Kind: KindHuman, Owner: "b"}, TokenSHA256: h}},
+		{"human without groups, with owner", []Client{{Principal: Principal{Name: "a@example.com", Kind: KindHuman, Owner: "b"}, TokenSHA256: h}},
 			[]string{"clients[0].groups", "clients[0].owner"}},
+		// People are named by e-mail, as Slack knows approvers: the
+		// requester and owner exclusions must recognize them there.
+		{"human not named by e-mail", []Client{{Principal: Principal{Name: "dana", Kind: KindHuman, Groups: []string{"sre"}}, TokenSHA256: h}},
+			[]string{`clients[0].name "dana": name a human by their e-mail address`}},
+		{"owner not named by e-mail", []Client{{Principal: Principal{Name: "a", Kind: KindAgent, Owner: "dana"}, TokenSHA256: h}},
+			[]string{`clients[0].owner "dana": name the agent's owner by their e-mail address`}},
 		{"bad rate and burst", []Client{
 			{Principal: Principal{Name: "a", Kind: KindAgent}, TokenSHA256: h, Rate: "-1/m", Burst: -1},
 			{Principal: Principal{Name: "b", Kind: KindAgent}, TokenSHA256: mustHash(t, "b"), Rate: "3/fortnight"},

@@ -129,7 +129,7 @@ func TestMCPTools(t *testing.T) {
 		proposed.Status.Steps[0].Decision == nil || proposed.Status.Steps[0].Decision.Effect != remediation.EffectCosign {
 		t.Fatalf("propose answered %+v", proposed)
 	}
-	if plans := e.temporal.plans(); len(plans) != 1 || plans[0].Requester != (remediation.Requester{Kind: "agent", Name: "fixer", Owner: "alice"}) {
+	if plans := e.temporal.plans(); len(plans) != 1 || plans[0].Requester != (remediation.Requester{Kind: "agent", Name: "fixer", Owner: "alice@example.com"}) {
 		t.Fatalf("started %+v", plans)
 	}
 	if typ, ev := e.sink.last(t); typ != AuditAgentStarted || ev.Door != "mcp" || ev.Client != "fixer" || ev.Remediation != proposed.ID {

@@ -63,14 +63,14 @@ func startAgentDoor(t *testing.T) agentDoor {
 		t.Fatal(err)
 	}
 	w := startWorker(t, dir)
-	d := agentDoor{w: w, name: unique("it-agent"), limited: unique("limited"), human: unique("it-human"), humanToken: unique("human-token")}
+	d := agentDoor{w: w, name: unique("it-agent"), limited: unique("limited"), human: unique("it-human") + "@example.com", humanToken: unique("human-token")}
 	tok, sum, err := gateway.NewClientToken()
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.token = tok
 	clients := workers.ClientsConfig{
-		{Name: d.name, Kind: "agent", Owner: "alice", TokenSHA256: sum, Rate: "unlimited"},
+		{Name: d.name, Kind: "agent", Owner: "alice@example.com", TokenSHA256: sum, Rate: "unlimited"},
 		{Name: d.name + "-slow", Kind: "agent", TokenSHA256: gateway.HashToken(d.limited), Rate: "1/h", Burst: 1},
 		{Name: d.human, Kind: "human", Groups: []string{"oncall-sre"}, TokenSHA256: gateway.HashToken(d.humanToken), Rate: "unlimited"},
 	}

@@ -39,11 +39,11 @@ func TestClientsConfigLoads(t *testing.T) {
 clients:
   - name: sre-agent
     kind: agent
-    owner: alice
+    owner: alice@example.com
     token_sha256: `+sum+`
     rate: 5/s
     burst: 3
-  - name: alice
+  - name: alice@example.com
     kind: human
     groups: [sre-oncall]
     token_sha256: `+gateway.HashToken("alice-token")+`
@@ -51,7 +51,7 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Clients) != 2 || cfg.Clients[0].Owner != "alice" || cfg.Clients[1].Groups[0] != "sre-oncall" {
+	if len(cfg.Clients) != 2 || cfg.Clients[0].Owner != "alice@example.com" || cfg.Clients[1].Groups[0] != "sre-oncall" {
 		t.Fatalf("clients %+v", cfg.Clients)
 	}
 	auth, err := cfg.Clients.Authenticator()
@@ -61,7 +61,7 @@ clients:
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("Authorization", "Bearer "+tok)
 	p, err := auth.Authenticate(r)
-	if err != nil || p.Name != "sre-agent" || p.Kind != gateway.KindAgent || p.Owner != "alice" {
+	if err != nil || p.Name != "sre-agent" || p.Kind != gateway.KindAgent || p.Owner != "alice@example.com" {
 		t.Errorf("authenticated %+v %v", p, err)
 	}
 	for i := range 3 {

@@ -64,7 +64,7 @@ func newDevCmd(g *globals) *cobra.Command {
     logs in to Vault with AppRole;
 then roll out shop/checkout (v2.3.0, then v2.3.1) and run the sample plan
 examples/checkout-rollback.json as the agent "sre-agent": roll back to v2.3.0
-(production set-image: one co-signer, given as "oncall-dev" unless
+(production set-image: one co-signer, given as "oncall@example.com" unless
 --approve=false) and scale 3 → 6. It keeps running until interrupted, so you
 can look at the Temporal UI and drive more remediations with the CLI
 (the exports it prints point the CLI at it); --exit stops after the demo.
@@ -80,7 +80,7 @@ The tools come from scripts/setup.sh.`,
 	cmd.Flags().IntVar(&o.natsPort, "nats-port", 4222, "port on 127.0.0.1 of the embedded NATS (the audit stream)")
 	cmd.Flags().IntVar(&o.gatewayPort, "gateway-port", 8081, "port on 127.0.0.1 of the gateway (the codec server the Temporal UI decodes payloads with)")
 	cmd.Flags().BoolVar(&o.exit, "exit", false, "stop everything once the demo remediation ended")
-	cmd.Flags().BoolVar(&o.approve, "approve", true, "co-sign the demo's critical step as oncall-dev (false: do it yourself with reins approve)")
+	cmd.Flags().BoolVar(&o.approve, "approve", true, "co-sign the demo's critical step as oncall@example.com (false: do it yourself with reins approve)")
 	return cmd
 }
 
@@ -221,11 +221,11 @@ func writeDevConfig(dir, kubeconfig, ui string, audit workers.AuditConfig, in wo
 		SigningKeyFile: keyFile,
 		SigningKeyID:   "dev",
 	}
-	cfg.Identity = workers.Identity{Name: "oncall-dev", Groups: []string{"oncall-sre", "sre-leads"}}
+	cfg.Identity = workers.Identity{Name: "oncall@example.com", Groups: []string{"oncall-sre", "sre-leads"}}
 	// The gateway's clients: the demo agent, and the on-call human whose
 	// token the CLI (reins approve) uses.
 	for _, c := range []workers.ClientConfig{
-		{Name: devAgent, Kind: gateway.KindAgent, Owner: "dev-owner"},
+		{Name: devAgent, Kind: gateway.KindAgent, Owner: "owner@example.com"},
 		{Name: cfg.Identity.Name, Kind: gateway.KindHuman, Groups: cfg.Identity.Groups},
 	} {
 		token, hash, err := gateway.NewClientToken()
@@ -404,7 +404,7 @@ func devIntake(dir, natsURL string) workers.IntakeConfig {
 		Triggers: []intake.TriggerConfig{{
 			Name:     devTrigger,
 			Match:    intake.MatchConfig{Kind: intake.KindAlertmanager, Type: devTriggerAlert, Labels: []string{devTriggerLabels}},
-			Owner:    "dev-owner",
+			Owner:    "owner@example.com",
 			Playbook: json.RawMessage(playbook),
 		}},
 		NATS: workers.IntakeNATSConfig{URL: natsURL, CreateStream: true},
