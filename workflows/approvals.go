@@ -152,7 +152,6 @@ func (r *run) approvalRequest(ctx workflow.Context, i int, decision remediation.
 	return req
 }
 
-// recordApproval notes what became of approval a of step i.
 // refuseLateApprovals records, as refused, the approvals that arrived while
 // no step was awaiting co-signature: each against the step whose digest it
 // carries (a vote that came after its step was decided), else against step
@@ -185,6 +184,7 @@ func (r *run) refuseLateApprovals(ctx workflow.Context, asking int) {
 	}
 }
 
+// recordApproval notes what became of approval a of step i.
 func (r *run) recordApproval(ctx workflow.Context, i int, typ string, a remediation.Approval, rec ApprovalRecord, have, needed int) {
 	d := remediation.AuditApprovalData{
 		AuditStep: r.stepRef(i), Approver: a.Approver, Group: a.Group, Verdict: a.Verdict, Comment: a.Comment,

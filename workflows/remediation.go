@@ -97,6 +97,8 @@ type run struct {
 	audit *auditor
 	// msgs posts and updates the approvers' messages.
 	msgs *messenger
+	// wrote marks the steps whose write landed.
+	wrote map[int]bool
 	// asked holds the co-signature request of each co-signed step, whose
 	// message says so when the step is undone.
 	asked map[int]remediation.ApprovalRequest
@@ -120,6 +122,7 @@ func newRun(ctx workflow.Context, in RemediationInput) *run {
 		approvals: workflow.GetSignalChannel(ctx, SignalApproval),
 		audit:     newAuditor(ctx),
 		asked:     map[int]remediation.ApprovalRequest{},
+		wrote:     map[int]bool{},
 		status: Status{
 			ID:          exec.ID,
 			RunID:       exec.RunID,
@@ -252,6 +255,7 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		return err
 	}
 	st.Changed = executed.Changed
+	r.wrote[i] = true
 	action.After, action.Changed = executed.After.Brief(), executed.Changed
 	r.recordLease(ctx, i, "action", executed.Lease, func() { r.record(ctx, remediation.AuditActionApplied, action) })
 
@@ -283,6 +287,11 @@ const (
 	writeFirst       = workflow.Version(2)
 	writeWaitsCancel = workflow.Version(3)
 )
+
+// abortedAfterWriteChange: from its version 1, a step whose write landed
+// before an abort stopped its verification ends done (then undone, or not
+// compensated when irreversible), not skipped.
+const abortedAfterWriteChange = "aborted-after-write"
 
 // rollbackMessagesChange: from its version 1, the approvers' message of a
 // co-signed step says when the step is undone.
@@ -416,11 +425,16 @@ func (r *run) fail(ctx workflow.Context, i int, err error) (Status, error) {
 	case temporal.IsCanceledError(err) || ctx.Err() != nil:
 		state, reason = remediation.StateAborted, "workflow cancelled"
 	}
-	// The step the abort or cancellation stopped (awaiting co-signers,
-	// running, verifying) did not happen; its undo below still runs if it
-	// began to act.
+	// The step the abort or cancellation stopped did not happen (awaiting
+	// co-signers, running), and its undo below still runs if it began to
+	// act; one whose write had landed (stopped while verifying) did
+	// happen, and is undone, or reported as not undone when irreversible.
 	if st := &r.status.Steps[i]; state == remediation.StateAborted && st.State != remediation.StepDone {
-		st.State, st.Error = remediation.StepSkipped, reason
+		if r.wrote[i] && workflow.GetVersion(ctx, abortedAfterWriteChange, workflow.DefaultVersion, 1) == 1 {
+			st.State, st.Error = remediation.StepDone, "applied, then "+reason+" before it was verified"
+		} else {
+			st.State, st.Error = remediation.StepSkipped, reason
+		}
 	}
 	r.status.Reason = reason
 	if failed := r.compensate(ctx); len(failed) > 0 {

@@ -40,9 +40,10 @@ type fakes struct {
 	updates []remediation.UpdateApprovalInput
 	// verifyDeadlines are the deadlines Verify was given, in order.
 	verifyDeadlines []time.Time
-	// duringPolicy and duringWrite run inside Evaluate and Execute of a
-	// step, before they answer (Execute records "wrote i" after it).
-	duringPolicy, duringWrite map[int]func()
+	// duringPolicy, duringWrite and duringVerify run inside Evaluate,
+	// Execute and Verify of a step, before they answer (Execute records
+	// "wrote i" after it).
+	duringPolicy, duringWrite, duringVerify map[int]func()
 }
 
 func newFakes() *fakes {
@@ -143,6 +144,9 @@ func (f *fakes) Verify(_ context.Context, in remediation.VerifyInput) (remediati
 	f.mu.Lock()
 	f.verifyDeadlines = append(f.verifyDeadlines, in.Deadline)
 	f.mu.Unlock()
+	if during := f.duringVerify[in.Index]; during != nil {
+		during()
+	}
 	if err := f.verifyErr[in.Index]; err != nil {
 		return remediation.VerifyResult{}, err
 	}
@@ -464,6 +468,33 @@ func TestIrreversibleStepIsNeverCompensated(t *testing.T) {
 	equal(t, "compensations", f.compensations(), []string{"compensate 1"})
 	if st.Steps[0].State != remediation.StepNotCompensated || !st.Steps[0].Irreversible {
 		t.Errorf("delete-pod step: state %s irreversible %t; want irreversible", st.Steps[0].State, st.Steps[0].Irreversible)
+	}
+}
+
+// An irreversible step whose write landed before an abort stopped its
+// verification happened: it ends not compensated, not skipped.
+func TestAbortAfterAnIrreversibleWriteSaysItHappened(t *testing.T) {
+	f := newFakes()
+	env := newEnv(t, f)
+	f.duringVerify = map[int]func(){0: func() {
+		env.SignalWorkflow(SignalAbort, AbortSignal{Reason: "wrong pod", By: "alice"})
+		time.Sleep(300 * time.Millisecond)
+	}}
+	del := remediation.Step{
+		Action: remediation.ActionDeletePod, Target: remediation.Target{Namespace: "shop", Kind: remediation.KindPod, Name: "checkout-1"},
+		Justification: "the pod is wedged and holds a lock",
+	}
+	env.ExecuteWorkflow(RemediationWorkflowName, RemediationInput{Plan: testPlan(del, scaleStep("b", 5))})
+	st, errType := result(t, env)
+	if st.State != remediation.StateAborted {
+		t.Fatalf("state %s (%s) %s, want Aborted", st.State, errType, st.Reason)
+	}
+	if s := st.Steps[0]; s.State != remediation.StepNotCompensated || !strings.Contains(s.Error, "applied, then aborted by alice") {
+		t.Errorf("delete-pod step: %s (%q), want not compensated: it was applied", s.State, s.Error)
+	}
+	_, types := f.audit(t)
+	if !strings.Contains(strings.Join(types, " "), remediation.AuditCompensationSkipped) {
+		t.Errorf("records %v: the undo the delete cannot have is not recorded as skipped", types)
 	}
 }
 
