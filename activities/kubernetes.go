@@ -248,17 +248,22 @@ func (k *Kubernetes) Execute(ctx context.Context, in remediation.ExecuteInput) (
 	}
 	if err := sameObject(in.Step, in.Before, current); err != nil {
 		// The pod is gone, or its controller (a StatefulSet) has already
-		// replaced it with a namesake: a retried delete did its work.
+		// replaced it with a namesake: on a retry, the earlier attempt's
+		// delete did its work; on a first attempt, someone else's did, and
+		// reins changed nothing.
 		if in.Step.Action == remediation.ActionDeletePod {
-			activity.GetLogger(ctx).Info("pod already deleted", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(), "uid", in.Before.UID, "namesake_uid", current.UID)
-			return remediation.ExecuteResult{Changed: true, After: remediation.Snapshot{}}, nil
+			retry := activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx)
+			activity.GetLogger(ctx).Info("pod already deleted", "remediation", in.Remediation, "step", in.Index, "target", in.Step.Target.String(),
+				"uid", in.Before.UID, "namesake_uid", current.UID, "by_an_earlier_attempt", retry)
+			return remediation.ExecuteResult{Changed: retry, After: remediation.Snapshot{}}, nil
 		}
 		return remediation.ExecuteResult{}, err
 	}
 	// An abort requested while this attempt was starting reaches it through a
 	// heartbeat's response, which cancels ctx: ask once more before the
 	// first write, so that such an abort stops the write from starting.
-	activity.RecordHeartbeat(ctx)
+	// The detail tells a retry that this attempt went on to write.
+	activity.RecordHeartbeat(ctx, "writing")
 	if err := ctx.Err(); err != nil {
 		return remediation.ExecuteResult{}, fmt.Errorf("%s not started: %w", in.Step.Describe(), err)
 	}

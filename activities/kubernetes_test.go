@@ -282,8 +282,10 @@ func TestCompensateLeavesANamesakeAlone(t *testing.T) {
 	}
 }
 
-// A retried delete that finds the pod already replaced by its controller has
-// done its work; any other step refuses to act on the namesake.
+// A delete that finds the pod already replaced by its controller is done:
+// by reins when an earlier attempt went on to write (Changed), by someone
+// else when none did (nothing changed by reins). Any other step refuses to
+// act on the namesake.
 func TestExecuteDeleteFindsTheNamesake(t *testing.T) {
 	namesake := pod("web-0", "u2", nil)
 	writer := fake.NewClientset(namesake)
@@ -292,6 +294,11 @@ func TestExecuteDeleteFindsTheNamesake(t *testing.T) {
 	before := remediation.Snapshot{Exists: true, UID: "u1"}
 
 	res, err := execute(t, env, remediation.ExecuteInput{StepRef: podStep(remediation.ActionDeletePod, "web-0"), Before: before})
+	if err != nil || res.Changed || res.After.Exists {
+		t.Errorf("first attempt: %+v %v, want done without a change by reins", res, err)
+	}
+	env.SetHeartbeatDetails("writing") // an earlier attempt went on to delete
+	res, err = execute(t, env, remediation.ExecuteInput{StepRef: podStep(remediation.ActionDeletePod, "web-0"), Before: before})
 	if err != nil {
 		t.Fatalf("retried delete: %v", err)
 	}
