@@ -143,6 +143,10 @@ type Vote struct {
 	Step int
 	// Digest is the step digest the message or CLI showed ("" = the current one).
 	Digest string
+	// Run is the workflow run whose message was clicked ("" = the current
+	// one): a click on a message of an earlier run of the remediation (same
+	// plan, so the same digest) is refused.
+	Run string
 	// Approver is the authenticated identity; its Source names the door
 	// ("slack" or "cli").
 	Approver remediation.Approver
@@ -242,6 +246,9 @@ func (d *Desk) Decide(ctx context.Context, v Vote) (DeskResult, error) {
 			why = fmt.Sprintf("step %d (%s) has not asked for co-signature: it is %s", v.Step, s.Description, s.State)
 		}
 		return d.refuse(ctx, v, "", RefusedNotAwaiting, why), nil
+	}
+	if v.Run != "" && v.Run != st.RunID {
+		return d.refuse(ctx, v, "", RefusedStale, fmt.Sprintf("this message is from an earlier run of remediation %s: look at the current request before deciding", st.ID)), nil
 	}
 	if v.Digest != "" && v.Digest != s.Digest {
 		return d.refuse(ctx, v, "", RefusedStale, fmt.Sprintf("step %d is not the version you were shown (digest %s… shown, %s… now): look at it again before deciding",

@@ -143,7 +143,7 @@ func newDeskFixture(t *testing.T, st workflows.Status) deskFixture {
 // deskVote is bob (in oncall-sre only) approving step 1.
 func deskVote() Vote {
 	return Vote{
-		Remediation: deskID, Step: 1, Digest: deskDigest,
+		Remediation: deskID, Run: deskRun, Step: 1, Digest: deskDigest,
 		Approver: remediation.Approver{ID: "bob", Name: "Bob", Source: "slack"},
 		InGroup:  deskGroups("oncall-sre"),
 		Verdict:  remediation.VerdictApprove, Comment: "checked the 5xx graph",
@@ -264,6 +264,7 @@ func TestDeskRefusals(t *testing.T) {
 		{"done step", deskStatus(), func(v *Vote) { v.Step, v.Digest = 0, deskOther }, RefusedNotAwaiting, "was already decided"},
 		{"not asked yet", deskStatus(), func(v *Vote) { v.Step, v.Digest = 2, "" }, RefusedNotAwaiting, "has not asked for co-signature: it is pending"},
 		{"another version", deskStatus(), func(v *Vote) { v.Digest = deskOther }, RefusedStale, "not the version you were shown (digest fedcba987654… shown, 0123456789ab… now)"},
+		{"an earlier run's message", deskStatus(), func(v *Vote) { v.Run = "0192f1c2-run-1" }, RefusedStale, "this message is from an earlier run of remediation " + deskID},
 		{"requester", human, func(*Vote) {}, RefusedRequester, "bob requested remediation " + deskID + " and cannot co-sign"},
 		{"agent's owner", deskStatus(), func(v *Vote) { v.Approver.ID = "dana" }, RefusedRequester, "dana owns the requesting agent sre-agent"},
 		// Identities compare without regard to case (Slack lower-cases e-mail addresses).

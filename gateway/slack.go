@@ -306,6 +306,7 @@ func (s *Slack) handle(in slackapp.Interaction) {
 		Remediation: b.Remediation,
 		Step:        b.Step,
 		Digest:      b.Digest,
+		Run:         b.Run,
 		Approver:    approver,
 		InGroup: func(ctx context.Context, group string) (bool, error) {
 			return s.opts.Directory.InGroup(ctx, group, in.UserID)

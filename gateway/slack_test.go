@@ -138,7 +138,7 @@ func newSlackFixture(t *testing.T, mut ...func(*SlackOptions)) *slackFixture {
 		sink: &slackSink{},
 		now:  time.Now(),
 	}
-	f.value, _ = slackapp.ButtonValue{Remediation: "reins-am-1", Step: 1, Digest: slackDigest}.Encode()
+	f.value, _ = slackapp.ButtonValue{Remediation: "reins-am-1", Run: deskRun, Step: 1, Digest: slackDigest}.Encode()
 	v, err := slackapp.NewVerifier(slackSecret, slackapp.VerifierOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +346,7 @@ func TestSlackRefusesWhatIsNotAClick(t *testing.T) {
 	}
 	// Socket Mode checks the workspace too.
 	f.door.DispatchSocket(slackapp.Interaction{TeamID: "T0ACME", UserID: "U0ALICE", Verdict: "approve", ResponseURL: "https://hooks.slack.com/x",
-		Button: slackapp.ButtonValue{Remediation: "reins-am-1", Step: 1, Digest: slackDigest}})
+		Button: slackapp.ButtonValue{Remediation: "reins-am-1", Run: deskRun, Step: 1, Digest: slackDigest}})
 	if err := f.door.Shutdown(context.Background()); err != nil { // waits for any click dispatched
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestSlackAcknowledgesAtOnceAndDrains(t *testing.T) {
 	}
 	// Socket Mode's dispatch answers instead.
 	f.door.DispatchSocket(slackapp.Interaction{UserID: "U0ALICE", Verdict: "approve", ResponseURL: "https://hooks.slack.com/x",
-		Button: slackapp.ButtonValue{Remediation: "reins-am-1", Step: 1, Digest: slackDigest}})
+		Button: slackapp.ButtonValue{Remediation: "reins-am-1", Run: deskRun, Step: 1, Digest: slackDigest}})
 	if r := f.reply(t); !strings.Contains(r[1], "busy") {
 		t.Fatalf("socket click beyond MaxInFlight: %q", r[1])
 	}

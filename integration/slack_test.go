@@ -622,13 +622,28 @@ func TestSlackApprovals(t *testing.T) {
 			t.Errorf("mallory was answered %q", r)
 		}
 		// A button bound to another step's digest (signed by Slack all the same).
-		other, _ := slackapp.ButtonValue{Remediation: id, Step: 1, Digest: p.StepDigest(0)}.Encode()
+		other, err := slackapp.ButtonValue{Remediation: id, Run: run.GetRunID(), Step: 1, Digest: p.StepDigest(0)}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
 		body, path := d.clickBody("U0ALICE", slackapp.ActionApprove, other)
 		if status, _ := d.send(t, body, slackSigningSecret, time.Now()); status != http.StatusOK {
 			t.Fatalf("signed click with another digest: %d", status)
 		}
 		if r := d.hooks.reply(t, path); !strings.Contains(r, "not the version you were shown") {
 			t.Errorf("the click with another step's digest was answered %q", r)
+		}
+		// A button of an earlier run's message (same plan, same digest).
+		earlier, err := slackapp.ButtonValue{Remediation: id, Run: "01a21618-0000-7000-8000-000000000000", Step: 1, Digest: p.StepDigest(1)}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, path = d.clickBody("U0ALICE", slackapp.ActionApprove, earlier)
+		if status, _ := d.send(t, body, slackSigningSecret, time.Now()); status != http.StatusOK {
+			t.Fatalf("signed click on an earlier run's message: %d", status)
+		}
+		if r := d.hooks.reply(t, path); !strings.Contains(r, "from an earlier run of remediation") {
+			t.Errorf("the click on an earlier run's message was answered %q", r)
 		}
 
 		before := len(d.audit.slackRejected(t))

@@ -18,7 +18,10 @@ type ApprovalRequest struct {
 	// Steps is how many steps the plan has.
 	Steps int `json:"steps"`
 	// Digest is the step's digest: the approval must carry it.
-	Digest   string   `json:"digest"`
+	Digest string `json:"digest"`
+	// Run is the workflow run asking: a click on its message counts for
+	// this run only.
+	Run      string   `json:"run,omitempty"`
 	Decision Decision `json:"decision"`
 	// Explanation is the plan's reasoning (the step's own is Step.Justification).
 	Explanation string `json:"explanation"`

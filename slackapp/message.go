@@ -147,7 +147,7 @@ func render(req remediation.ApprovalRequest, votes []remediation.ApprovalVote, d
 
 // buttons are Approve and Deny, each carrying the step's ButtonValue.
 func buttons(req remediation.ApprovalRequest) (*slack.ActionBlock, error) {
-	value, err := ButtonValue{Remediation: req.Remediation, Step: req.Index, Digest: req.Digest}.Encode()
+	value, err := ButtonValue{Remediation: req.Remediation, Run: req.Run, Step: req.Index, Digest: req.Digest}.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("approval message for %s step %d: %w", req.Remediation, req.Index, err)
 	}

@@ -30,6 +30,7 @@ func testRequest() remediation.ApprovalRequest {
 		},
 		Steps:        3,
 		Digest:       testDigest,
+		Run:          testRun,
 		Decision:     remediation.Decision{Effect: "cosign", Approvers: 2, Group: "sre", Risk: "high", Reasons: []string{"prod scale above 5 needs two humans"}, Bundle: "feedfacecafebeef0011"},
 		Explanation:  "checkout is saturated since the 14:00 deploy",
 		Compensation: "scale shop/deployment/checkout back to 3",
@@ -110,7 +111,7 @@ func TestRequestMessage(t *testing.T) {
 	}
 	for _, b := range buttons {
 		v, err := ParseButtonValue(b.Value)
-		if err != nil || v != (ButtonValue{Remediation: "reins-am-1", Step: 1, Digest: testDigest}) {
+		if err != nil || v != (ButtonValue{Remediation: "reins-am-1", Run: testRun, Step: 1, Digest: testDigest}) {
 			t.Errorf("button %s value %q: %+v %v", b.ActionID, b.Value, v, err)
 		}
 	}

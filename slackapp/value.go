@@ -33,8 +33,9 @@ const (
 	// MaxRemediationID bounds the remediation ID a button carries; Slack
 	// allows 2000 characters in a button's value.
 	MaxRemediationID = 1000
-	// buttonPrefix versions the value's format.
-	buttonPrefix = "r1"
+	// buttonPrefix versions the value's format: r2 carries the run; r1,
+	// on messages posted before, does not.
+	buttonPrefix, buttonPrefixV1 = "r2", "r1"
 )
 
 var (
@@ -42,15 +43,20 @@ var (
 	// derived from incidents).
 	remediationRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
 	digestRE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// runRE is Temporal's run IDs (UUIDs).
+	runRE = regexp.MustCompile(`^[0-9A-Za-z-]{1,64}$`)
 )
 
 // ButtonValue binds a click to what the message showed: the remediation
-// (workflow ID), the step's index and the step's digest. It travels as the
-// button's value: "r1|<step>|<digest>|<remediation>".
+// (workflow ID) and its run, the step's index and the step's digest. It
+// travels as the button's value: "r2|<step>|<digest>|<run>|<remediation>".
 type ButtonValue struct {
 	Remediation string
-	Step        int
-	Digest      string
+	// Run is the workflow run that posted the message ("" on a message
+	// posted before buttons carried it).
+	Run    string
+	Step   int
+	Digest string
 }
 
 // ErrBadButtonValue: a button value that is not one reins wrote.
@@ -58,25 +64,41 @@ var ErrBadButtonValue = errors.New("button value is not a reins approval button"
 
 // Encode returns the button's value, or an error when v cannot be carried
 // (an ID reins does not use, a step out of range, a digest that is not a
-// SHA-256 in hex).
+// SHA-256 in hex, no run).
 func (v ButtonValue) Encode() (string, error) {
 	if err := v.validate(); err != nil {
 		return "", err
 	}
-	return buttonPrefix + "|" + strconv.Itoa(v.Step) + "|" + v.Digest + "|" + v.Remediation, nil
+	if !runRE.MatchString(v.Run) {
+		return "", fmt.Errorf("%w: run %.70q is not a workflow run ID", ErrBadButtonValue, v.Run)
+	}
+	return buttonPrefix + "|" + strconv.Itoa(v.Step) + "|" + v.Digest + "|" + v.Run + "|" + v.Remediation, nil
 }
 
-// ParseButtonValue reads a value Encode wrote.
+// ParseButtonValue reads a value Encode wrote (or the r1 format, without
+// the run, of messages posted before).
 func ParseButtonValue(s string) (ButtonValue, error) {
-	parts := strings.SplitN(s, "|", 4)
-	if len(parts) != 4 || parts[0] != buttonPrefix {
-		return ButtonValue{}, fmt.Errorf("%w: want %s|<step>|<digest>|<remediation>", ErrBadButtonValue, buttonPrefix)
+	var parts []string
+	var run string
+	switch {
+	case strings.HasPrefix(s, buttonPrefix+"|"):
+		parts = strings.SplitN(s, "|", 5)
+		if len(parts) != 5 || !runRE.MatchString(parts[3]) {
+			return ButtonValue{}, fmt.Errorf("%w: want %s|<step>|<digest>|<run>|<remediation>", ErrBadButtonValue, buttonPrefix)
+		}
+		run = parts[3]
+		parts = append(parts[:3], parts[4])
+	case strings.HasPrefix(s, buttonPrefixV1+"|"):
+		parts = strings.SplitN(s, "|", 4)
+	}
+	if len(parts) != 4 {
+		return ButtonValue{}, fmt.Errorf("%w: want %s|<step>|<digest>|<run>|<remediation>", ErrBadButtonValue, buttonPrefix)
 	}
 	step, err := strconv.Atoi(parts[1])
 	if err != nil || parts[1] != strconv.Itoa(step) {
 		return ButtonValue{}, fmt.Errorf("%w: step %.12q is not a step index", ErrBadButtonValue, parts[1])
 	}
-	v := ButtonValue{Remediation: parts[3], Step: step, Digest: parts[2]}
+	v := ButtonValue{Remediation: parts[3], Run: run, Step: step, Digest: parts[2]}
 	if err := v.validate(); err != nil {
 		return ButtonValue{}, err
 	}

@@ -6,12 +6,15 @@ import (
 	"testing"
 )
 
-const testDigest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const (
+	testDigest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	testRun    = "01a21618-6a85-76d2-8f56-fce31cb1aac2"
+)
 
 func TestButtonValueRoundTrip(t *testing.T) {
 	for _, v := range []ButtonValue{
-		{Remediation: "reins-alertmanager-abc", Step: 0, Digest: testDigest},
-		{Remediation: "team/checkout:2024.1_x-y", Step: 49, Digest: testDigest},
+		{Remediation: "reins-alertmanager-abc", Run: testRun, Step: 0, Digest: testDigest},
+		{Remediation: "team/checkout:2024.1_x-y", Run: testRun, Step: 49, Digest: testDigest},
 	} {
 		s, err := v.Encode()
 		if err != nil {
@@ -25,16 +28,26 @@ func TestButtonValueRoundTrip(t *testing.T) {
 			t.Fatalf("parse %q = %+v, %v; want %+v", s, got, err, v)
 		}
 	}
-	long, err := ButtonValue{Remediation: "a" + strings.Repeat("b", MaxRemediationID-1), Digest: testDigest}.Encode()
+	long, err := ButtonValue{Remediation: "a" + strings.Repeat("b", MaxRemediationID-1), Run: testRun, Digest: testDigest}.Encode()
 	if err != nil || len(long) > 2000 {
 		t.Fatalf("longest ID: %d bytes, %v", len(long), err)
+	}
+	// A message posted before buttons carried the run still parses, with
+	// no run.
+	if v, err := ParseButtonValue("r1|2|" + testDigest + "|reins-am-1"); err != nil || v != (ButtonValue{Remediation: "reins-am-1", Step: 2, Digest: testDigest}) {
+		t.Fatalf("r1 value: %+v, %v", v, err)
+	}
+	if _, err := (ButtonValue{Remediation: "x", Digest: testDigest}).Encode(); !errors.Is(err, ErrBadButtonValue) {
+		t.Errorf("a value without a run encoded: %v", err)
 	}
 }
 
 func TestButtonValueRefused(t *testing.T) {
 	for name, s := range map[string]string{
 		"empty":             "",
-		"other prefix":      "r2|0|" + testDigest + "|x",
+		"other prefix":      "r3|0|" + testDigest + "|" + testRun + "|x",
+		"r2 without run":    "r2|0|" + testDigest + "|x",
+		"bad run":           "r2|0|" + testDigest + "|a run|x",
 		"no remediation":    "r1|0|" + testDigest,
 		"empty remediation": "r1|0|" + testDigest + "|",
 		"negative step":     "r1|-1|" + testDigest + "|x",

@@ -137,7 +137,7 @@ func (r *run) awaitApprovals(ctx workflow.Context, i int, decision remediation.D
 func (r *run) approvalRequest(ctx workflow.Context, i int, decision remediation.Decision, timeout time.Duration) remediation.ApprovalRequest {
 	step := r.plan.Steps[i]
 	req := remediation.ApprovalRequest{
-		StepRef: r.ref(i), Steps: len(r.plan.Steps), Digest: r.status.Steps[i].Digest, Decision: decision,
+		StepRef: r.ref(i), Steps: len(r.plan.Steps), Digest: r.status.Steps[i].Digest, Run: r.status.RunID, Decision: decision,
 		Explanation: r.plan.Explanation, Group: decision.Group, Needed: decision.Approvers,
 		Deadline:     workflow.Now(ctx).Add(timeout).UTC(),
 		Compensation: "restore the state read just before acting",
