@@ -64,10 +64,14 @@ var ErrBadButtonValue = errors.New("button value is not a reins approval button"
 
 // Encode returns the button's value, or an error when v cannot be carried
 // (an ID reins does not use, a step out of range, a digest that is not a
-// SHA-256 in hex, no run).
+// SHA-256 in hex, a run that is not a run ID). Without a run (a request a
+// workflow made before requests carried it) it writes the r1 format.
 func (v ButtonValue) Encode() (string, error) {
 	if err := v.validate(); err != nil {
 		return "", err
+	}
+	if v.Run == "" {
+		return buttonPrefixV1 + "|" + strconv.Itoa(v.Step) + "|" + v.Digest + "|" + v.Remediation, nil
 	}
 	if !runRE.MatchString(v.Run) {
 		return "", fmt.Errorf("%w: run %.70q is not a workflow run ID", ErrBadButtonValue, v.Run)

@@ -37,8 +37,12 @@ func TestButtonValueRoundTrip(t *testing.T) {
 	if v, err := ParseButtonValue("r1|2|" + testDigest + "|reins-am-1"); err != nil || v != (ButtonValue{Remediation: "reins-am-1", Step: 2, Digest: testDigest}) {
 		t.Fatalf("r1 value: %+v, %v", v, err)
 	}
-	if _, err := (ButtonValue{Remediation: "x", Digest: testDigest}).Encode(); !errors.Is(err, ErrBadButtonValue) {
-		t.Errorf("a value without a run encoded: %v", err)
+	// A request made before requests carried the run gets the r1 format.
+	if s, err := (ButtonValue{Remediation: "x", Digest: testDigest}).Encode(); err != nil || s != "r1|0|"+testDigest+"|x" {
+		t.Errorf("a value without a run: %q, %v", s, err)
+	}
+	if _, err := (ButtonValue{Remediation: "x", Run: "a run", Digest: testDigest}).Encode(); !errors.Is(err, ErrBadButtonValue) {
+		t.Errorf("a value with a bad run encoded: %v", err)
 	}
 }
 
