@@ -299,15 +299,25 @@ func TestIntakeIsMounted(t *testing.T) {
 	}
 }
 
-// startNATS starts an embedded NATS server with JetStream until the test ends.
-func startNATS(t *testing.T, ctx context.Context, logger *slog.Logger) *devstack.NATS {
+// startNATS starts an embedded NATS server with JetStream, and a JetStream
+// client of it, until the test ends.
+func startNATS(t *testing.T, ctx context.Context, logger *slog.Logger) (*devstack.NATS, jetstream.JetStream) {
 	t.Helper()
 	ns, err := devstack.StartNATS(ctx, devstack.NATSOptions{Dir: t.TempDir(), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Stop)
-	return ns
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, js
 }
 
 // Queued delivery: the events a trigger takes are answered "queued" once
@@ -319,7 +329,7 @@ func TestIntakeQueued(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	ns := startNATS(t, ctx, logger)
+	ns, js := startNATS(t, ctx, logger)
 	d, tmp, sink := intakeDispatcher(t)
 	opts := intake.ConsumerOptions{URL: ns.URL, Stream: "EVENTS", Subject: "events.>", Durable: "gateway", CreateStream: true, Logger: logger}
 	cons, err := intake.NewConsumer(ctx, opts, d)
@@ -342,15 +352,6 @@ func TestIntakeQueued(t *testing.T) {
 	defer q.Close()
 	srv, in := serveIntake(t, IntakeOptions{Dispatcher: d, Queue: q})
 
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stored := func() uint64 {
 		t.Helper()
 		s, err := js.Stream(ctx, "EVENTS")
@@ -432,16 +433,7 @@ func TestIntakeQueuedRecordsOnlyAfterThePublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	ns := startNATS(t, ctx, logger)
-	nc, err := nats.Connect(ns.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, js := startNATS(t, ctx, logger)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Duplicates: 2 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
