@@ -39,7 +39,7 @@ To rotate, make a new token and replace the entry's token_sha256.`,
 				entry.Groups = []string{"GROUP"}
 			}
 			if _, err := gateway.NewClients([]gateway.Client{entry}); err != nil {
-				return err
+				return fmt.Errorf("--name %q --kind %s: the gateway would refuse this client: %w", name, kind, err)
 			}
 			w := cmd.OutOrStdout()
 			if out != "" {
@@ -62,13 +62,13 @@ To rotate, make a new token and replace the entry's token_sha256.`,
 			if kind == gateway.KindHuman {
 				fmt.Fprintln(w, "  groups: [GROUP]   # the approver groups this human belongs to")
 			} else {
-				fmt.Fprintln(w, "  # owner: HUMAN    # the human accountable for this agent (may not co-sign its steps)")
+				fmt.Fprintln(w, "  # owner: HUMAN@EXAMPLE.COM   # the e-mail of the human accountable for this agent (may not co-sign its steps)")
 				fmt.Fprintln(w, "  # rate: 30/m      # calls allowed (default 30/m, burst 10)")
 			}
 			return nil
 		},
 	}
-	token.Flags().StringVar(&name, "name", "", "the client's name (letters, digits, . _ @ -)")
+	token.Flags().StringVar(&name, "name", "", "the client's name (letters, digits, . _ @ -); a human's is their e-mail address, as Slack knows them")
 	token.Flags().StringVar(&kind, "kind", gateway.KindAgent, "agent or human")
 	token.Flags().StringVar(&out, "out", "", "write the token to this new file (0600, never overwritten) instead of printing it")
 	cmd.AddCommand(token)
